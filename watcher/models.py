@@ -1,8 +1,8 @@
 """Records passed between pipeline stages: frozen, slotted, keyword-only dataclasses.
 
-    feeds ──fetch──▶ FetchResult ──parse──▶ ParsedFeed(items: Item…) ──store──▶ StoredItem (new/edited)
-          ──match──▶ Match(evidence: Evidence…) ──stories──▶ story id ──route──▶ Alert + deliveries (outbox)
-          ──deliver──▶ channels
+feeds ──fetch──▶ FetchResult ──parse──▶ ParsedFeed(items: Item…) ──store──▶ StoredItem (new/edited)
+      ──match──▶ Match(evidence: Evidence…) ──stories──▶ story id ──route──▶ Alert + deliveries (outbox)
+      ──deliver──▶ channels
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 def severity_rank(severity: str) -> int:
     """0 for info … 4 for critical; unknown severities rank as info."""
     try:
-        return SEVERITIES.index(severity)  # type: ignore[arg-type]
+        return SEVERITIES.index(severity)  # type: ignore[arg-type,unused-ignore]
     except ValueError:
         return 0
 
@@ -75,7 +75,7 @@ class StoredItem:
 
     id: int
     item: Item
-    state: Literal["new", "edited", "seen"]
+    state: Literal["new", "edited", "seen", "duplicate"]  # duplicate: same title re-posted under a new id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

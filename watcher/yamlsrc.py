@@ -87,7 +87,7 @@ def position(doc: Any, loc: Sequence[str | int], *, key: bool = False) -> tuple[
             line, col = il + 1, ic + 1
             node = node[part]
         else:
-            if isinstance(node, CommentedMap | CommentedSeq) and not (line, col) != (1, 1):
+            if isinstance(node, CommentedMap | CommentedSeq) and (line, col) == (1, 1):
                 line, col = node.lc.line + 1, node.lc.col + 1
             break
     return line, col
@@ -149,7 +149,9 @@ def problems_from_validation(
             message = f"unknown key {name!r}{hint}"
         elif err["type"] == "missing":
             line, col = position(doc, loc[:-1])
-            message = f"missing required key {str(loc[-1])!r} in {'.'.join(map(str, loc[:-1])) or 'the top level'}"
+            message = (
+                f"missing required key {str(loc[-1])!r} in {'.'.join(map(str, loc[:-1])) or 'the top level'}"
+            )
         else:
             line, col = position(doc, loc)
             msg = err["msg"].removeprefix("Value error, ")
