@@ -6,6 +6,7 @@ import calendar
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -18,6 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from watcher.demofarm import DemoFarm, FarmStats, demo_config_text, load_week, parse_week
+from watcher.units import parse_duration
 
 SLUGS = [
     "bbc-asia",
@@ -258,3 +260,21 @@ def test_demo_config_points_one_feed_per_source_at_the_farm(farm: DemoFarm, clie
     assert [f["name"] for f in config["feeds"]] == SLUGS
     farm.set_day(7)
     assert [client.get(f["url"]).status_code for f in config["feeds"]] == [200] * 9
+
+
+# -- the curated real feed list (config/curated-feeds.yaml) -------------------------------------------------
+def test_curated_feed_list_is_complete_and_well_formed() -> None:
+    path = Path(__file__).resolve().parents[1] / "config" / "curated-feeds.yaml"
+    feeds = YAML(typ="safe").load(path.read_text("utf-8"))["feeds"]
+    assert len(feeds) >= 20
+    names = [f["name"] for f in feeds]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n) for n in names)
+    assert {frozenset(f) for f in feeds} == {
+        frozenset({"name", "url", "interval", "tags", "publisher", "tier"})
+    }
+    assert all(f["url"].startswith(("https://", "http://")) and "127.0.0.1" not in f["url"] for f in feeds)
+    assert all(300 <= parse_duration(f["interval"]) <= 1800 for f in feeds)
+    assert {f["tier"] for f in feeds} == {"primary", "secondary"}
+    primary_countries = {f["tags"][0] for f in feeds if f["tier"] == "primary"}
+    assert primary_countries >= {"korea", "japan", "china", "russia", "us"}
