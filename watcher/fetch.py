@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import socket
 import ssl
@@ -62,7 +63,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -268,7 +269,8 @@ class Fetcher:
         loop: asyncio.AbstractEventLoop,
     ) -> tuple[_Hop, bool, float]:
         """One hop within the deadline: the answer, whether its peer is public, and the deadline."""
-        slot = self._hosts.setdefault(f"{url.host}:{url.port}", asyncio.Semaphore(self._per_host))
+        key = f"{url.host}:{url.port}"
+        slot = self._hosts.get(key) or self._hosts.setdefault(key, asyncio.Semaphore(self._per_host))
         try:
             if deadline_at is None:
                 await slot.acquire()  # waiting for a busy host does not eat into the deadline
