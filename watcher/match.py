@@ -106,9 +106,10 @@ class Matcher:
         """Normalize the item's fields and find every term the automaton and fuzzy matching see."""
         fields = {"title": normalize(item.title), "summary": normalize(item.summary)}
         hits: dict[int, list[Hit]] = {}
-        for name, nt in fields.items():
-            if nt.text:
-                self._scan_field(name, nt, hits)
+        if self._ac is not None:
+            for name, nt in fields.items():
+                if nt.text:
+                    self._scan_field(name, nt, hits)
         return Scan(fields, hits, self._lazy_regex)
 
     def match(self, item: Item, *, tags: Collection[str] = ()) -> list[Match]:

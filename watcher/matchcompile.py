@@ -215,8 +215,9 @@ class _Builder:
             key.exact = bool(key.plain or key.special or key.masks)
             keys[text] = key
             auto.add_word(text, key)
-        if keys:
-            auto.make_automaton()
+        if not keys:
+            return None, keys  # a watch list of regexes only: nothing for the automaton to find
+        auto.make_automaton()
         return auto, keys
 
 

@@ -110,13 +110,13 @@ def _read(
     where: Problem | None,
 ) -> None:
     real = path.resolve()
-    if real in seen:
-        return  # included twice (a diamond): read once
     if real in stack:
         chain = " -> ".join(display_path(p) for p in [*stack, real])
         if where:
             problems.append(Problem(where.file, where.line, where.column, f"include cycle: {chain}"))
         return
+    if real in seen:
+        return  # included twice (a diamond): read once
     try:
         doc = read_yaml(path)
         data = validate(WatchlistFile, doc, display_path(path))

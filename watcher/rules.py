@@ -260,7 +260,7 @@ class Rule(_RuleSettings):
     def _has_condition(self) -> Rule:
         if self.all_ is None and self.any_ is None and self.at_least is None and self.near is None:
             raise ValueError(
-                "a rule needs a condition: all, any, at_least or near (none alone matches everything)"
+                "a rule needs a condition: all, any, at_least or near (none alone would match anything)"
             )
         return self
 
