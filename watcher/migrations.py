@@ -117,7 +117,42 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Stories with their items and publishers, alert lifecycle, held deliveries, digests."""
+    _run(
+        db,
+        """
+        CREATE TABLE story_items (
+            story_id INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            publisher TEXT NOT NULL,
+            tier TEXT NOT NULL DEFAULT 'secondary',
+            entities TEXT NOT NULL DEFAULT '[]',
+            terms TEXT NOT NULL DEFAULT '[]',
+            seen TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (story_id, item_id)
+        );
+        CREATE INDEX story_items_item ON story_items(item_id);
+        ALTER TABLE stories ADD COLUMN window_s REAL NOT NULL DEFAULT 172800;
+        ALTER TABLE stories ADD COLUMN source_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE stories ADD COLUMN alert_id INTEGER;
+        ALTER TABLE stories ADD COLUMN announced TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE stories ADD COLUMN held TEXT;
+        CREATE INDEX stories_open ON stories(rule_id, state, last_seen);
+        CREATE INDEX alerts_rule ON alerts(rule_id, kind, id);
+        ALTER TABLE deliveries ADD COLUMN hold_until TEXT;
+        ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
+        CREATE INDEX deliveries_sent ON deliveries(channel, sent_at);
+        CREATE TABLE digests (
+            channel TEXT PRIMARY KEY,
+            period_end TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
