@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import sqlite_utils
 
 from watcher.config import LoadedConfig
 from watcher.ops import OpsPolicy, Silence, gather
@@ -143,6 +147,13 @@ class StatusReport:
     open_issues: list[str] = field(default_factory=list)  # ops episodes still open
 
 
+def read_only(database: Path) -> Store:
+    """The database opened read-only: no migration, no file created (safe as root next to the service)."""
+    uri = f"file:{quote(str(database.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
+    return Store(sqlite_utils.Database(conn), database)
+
+
 def database_bytes(database: Path) -> int | None:
     if not database.exists():
         return None
@@ -159,7 +170,7 @@ def collect_status(
     if size is None:
         return StatusReport(daemon=daemon, database=db, database_bytes=None)
     policy = policy or OpsPolicy(feed_failure_after=loaded.config.feed_failure_alert)
-    with Store.open(db) as store:
+    with read_only(db) as store:
         feeds = store.feeds()
         configured = [f.name for f in loaded.config.feeds if f.enabled]
         health = feed_health(feeds, new_items_per_feed(store, now=now), now=now, configured=configured)
