@@ -299,8 +299,9 @@ def test_adding_an_item_twice_keeps_one_copy() -> None:
     index = StoryIndex()
     e = entry(1, "Putin and Kim hold talks in Beijing", "Reuters")
     index.add("r", 1, e)
-    story = index.add("r", 1, e)
-    assert story.entries == (e,)
+    index.add("r", 1, e)
+    story = index.get(1)
+    assert story is not None and story.entries == (e,)
 
 
 def test_a_long_story_still_links_through_its_latest_items() -> None:

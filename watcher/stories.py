@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from watcher.models import Evidence
 from watcher.textnorm import fold, normalize
@@ -215,24 +215,38 @@ class Sources:
 def sources_of(entries: Iterable[Entry]) -> Sources:
     """Distinct publishers of ``entries``; a wire copy counts for whoever carried the text first."""
     ordered = sorted(entries, key=lambda e: (e.seen, e.item_id))
-    texts = [_text(e) for e in ordered]
     voices: list[str] = []
     copies: dict[str, str] = {}
-    for i, (entry, text) in enumerate(zip(ordered, texts, strict=True)):
-        voice = entry.publisher
-        for j in range(i):
-            earlier = ordered[j]
-            if earlier.publisher != entry.publisher and is_copy(earlier, entry, texts[j], text):
-                voice = voices[j]
-                break
+    titles: list[str] = []  # earlier long titles, and the index of their entry
+    title_at: list[int] = []
+    summaries: list[str] = []
+    summary_at: list[int] = []
+    for i, entry in enumerate(ordered):
+        text = _text(entry)
+        earlier: list[int] = []
+        if len(text.tokens) >= 6:
+            found = process.extract(
+                text.title, titles, scorer=fuzz.ratio, score_cutoff=COPY_SCORE, limit=None
+            )
+            earlier += [title_at[k] for _, _, k in found]
+            titles.append(text.title)
+            title_at.append(i)
+        if text.summary_words >= 15:
+            found = process.extract(
+                text.summary, summaries, scorer=fuzz.ratio, score_cutoff=COPY_SCORE, limit=None
+            )
+            earlier += [summary_at[k] for _, _, k in found]
+            summaries.append(text.summary)
+            summary_at.append(i)
+        others = sorted(j for j in earlier if ordered[j].publisher != entry.publisher)
+        voice = voices[others[0]] if others else entry.publisher
         voices.append(voice)
         if voice != entry.publisher:
             copies.setdefault(entry.publisher, voice)
     own = {v for v, e in zip(voices, ordered, strict=True) if v == e.publisher}
-    mastheads = tuple(dict.fromkeys(e.publisher for e in ordered))
     return Sources(
-        publishers=tuple(dict.fromkeys(v for v in voices)),
-        mastheads=mastheads,
+        publishers=tuple(dict.fromkeys(voices)),
+        mastheads=tuple(dict.fromkeys(e.publisher for e in ordered)),
         copies=tuple((p, v) for p, v in copies.items() if p not in own),
         primary=tuple(dict.fromkeys(e.publisher for e in ordered if e.tier == "primary")),
     )
@@ -258,6 +272,7 @@ class _Open:
     window: float
     entries: list[Entry] = field(default_factory=list)
     texts: list[_Text] = field(default_factory=list)
+    item_ids: set[int] = field(default_factory=set)
 
     @property
     def first_seen(self) -> datetime:
@@ -331,20 +346,20 @@ class StoryIndex:
                 found = "entities"
         return found
 
-    def add(self, scope: str, story_id: int, entry: Entry, *, window: float | None = None) -> Story:
-        """Put ``entry`` into story ``story_id`` (opening it in ``scope`` if new); return the story."""
+    def add(self, scope: str, story_id: int, entry: Entry, *, window: float | None = None) -> None:
+        """Put ``entry`` into story ``story_id`` (opening it in ``scope`` if new); ``get`` reads it back."""
         story = self._stories.get(story_id)
         if story is None:
             story = _Open(story_id, scope, self.window if window is None else window)
             self._stories[story_id] = story
-        elif any(e.item_id == entry.item_id for e in story.entries):
-            return story.snapshot()
+        elif entry.item_id in story.item_ids:
+            return
         text = _text(entry)
         story.entries.append(entry)
         story.texts.append(text)
+        story.item_ids.add(entry.item_id)
         for key in self._keys(scope, entry, text):
             self._by_key.setdefault(key, set()).add(story_id)
-        return story.snapshot()
 
     def get(self, story_id: int) -> Story | None:
         story = self._stories.get(story_id)
