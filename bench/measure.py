@@ -1,0 +1,147 @@
+"""Run a command and measure it: wall time, CPU time and peak RSS of its whole process tree.
+
+RSS is sampled every ``interval`` seconds over the process and all its descendants (a parser worker
+counts), and the peak of the sum is reported. CPU time comes from ``os.wait4`` (the command and every
+child it waited for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One measured run."""
+
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the tree
+    peak_rss: int  # bytes, sum over the process tree at its largest
+    returncode: int
+    output: str = ""  # stdout + stderr, tail
+
+
+@dataclass
+class Stats:
+    """Several runs of one thing: median and range."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, v: float) -> None:
+        self.values.append(v)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def lo(self) -> float:
+        return min(self.values) if self.values else float("nan")
+
+    @property
+    def hi(self) -> float:
+        return max(self.values) if self.values else float("nan")
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of ``proc`` and all its descendants, in bytes (0 once it is gone)."""
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+class RssSampler:
+    """Samples the RSS of a process tree in a thread until stopped; ``peak`` is the largest sum."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.proc = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.last = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last = tree_rss(self.proc)
+            self.peak = max(self.peak, self.last)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    check: bool = True,
+) -> Run:
+    """Run ``argv`` to completion and measure it. Raises ``RuntimeError`` on failure when ``check``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    with RssSampler(proc.pid) as sampler:
+        deadline = started + timeout
+        status = 0
+        usage = None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join(5)
+    output = "".join(chunks)
+    cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+    result = Run(wall, cpu, sampler.peak, proc.returncode, output[-4000:])
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {result.returncode}:\n{result.output[-2000:]}")
+    return result
+
+
+def repeat(times: int, once: Callable[[int], Run]) -> list[Run]:
+    """``once(i)`` for i in range(times)."""
+    return [once(i) for i in range(times)]
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.0f} MB"
