@@ -67,7 +67,7 @@ class _SmtpHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.sink.refuse:
             return "451 4.3.0 try again later"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -116,7 +116,7 @@ def webhook_sink() -> Iterator[WebhookSink]:
     sink = WebhookSink()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             if sink.delay:

@@ -262,9 +262,9 @@ def test_demo_config_points_one_feed_per_source_at_the_farm(farm: DemoFarm, clie
     assert [client.get(f["url"]).status_code for f in config["feeds"]] == [200] * 9
 
 
-# -- the curated real feed list (config/curated-feeds.yaml) -------------------------------------------------
+# -- the curated real feed list (in config/watcher.yaml) -------------------------------------------------
 def test_curated_feed_list_is_complete_and_well_formed() -> None:
-    path = Path(__file__).resolve().parents[1] / "config" / "curated-feeds.yaml"
+    path = Path(__file__).resolve().parents[1] / "config" / "watcher.yaml"
     feeds = YAML(typ="safe").load(path.read_text("utf-8"))["feeds"]
     assert len(feeds) >= 20
     names = [f["name"] for f in feeds]

@@ -272,9 +272,9 @@ class Store:
                     out.append(StoredItem(id=int(cur.lastrowid or 0), item=item, state=state))
                 elif (found[1], found[2], found[3]) != (item.title, item.summary, item.link):
                     self.db.execute(
-                        "UPDATE items SET title = ?, summary = ?, link = ?, updated_at = ?, title_hash = ?"
-                        " WHERE id = ?",
-                        [item.title, item.summary, item.link, iso(now), title_hash(item.title), found[0]],
+                        # title_hash stays the first-seen title's: a re-post of the original is still caught
+                        "UPDATE items SET title = ?, summary = ?, link = ?, updated_at = ? WHERE id = ?",
+                        [item.title, item.summary, item.link, iso(now), found[0]],
                     )
                     out.append(StoredItem(id=found[0], item=item, state="edited"))
                 else:

@@ -1,0 +1,226 @@
+"""The ``watcher`` command: a thin layer that parses arguments, calls the library, renders the result.
+
+Exit codes: 0 success; 1 a check or test found problems; 2 usage or config errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from watcher import __version__
+from watcher.config import LoadedConfig, load_config, resolve_config_path
+from watcher.errors import ConfigError, Problem, WatcherError
+
+log = logging.getLogger("watcher")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    path = resolve_config_path(args.config)
+    loaded = load_config(path)
+    if path is None:
+        log.info(
+            "no config file found (--config, $WATCHER_CONFIG, config/watcher.yaml): using embedded defaults"
+        )
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded
+
+
+def _print_problems(problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+# ── commands ──────────────────────────────────────────────────────────────────────────────
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+
+    loaded = _load(args)
+    return asyncio.run(Daemon(loaded, config_path=loaded.path).run())
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from watcher.daemon import poll_once
+
+    if not args.once:
+        print("watcher poll: only --once is supported; `watcher run` polls on a schedule", file=sys.stderr)
+        return 2
+    loaded = _load(args)
+    report = asyncio.run(poll_once(loaded))
+    polls = report.polls
+    ok = sum(p.status in ("ok", "not_modified", "unchanged") for p in polls)
+    failed = [p for p in polls if p.status == "error"]
+    print(
+        f"polled {len(polls)} feeds: {ok} ok, {len(failed)} failed; "
+        f"{sum(p.new for p in polls)} new items, {sum(p.matches for p in polls)} matches, "
+        f"{sum(p.alerts for p in polls)} alerts; delivered {report.delivery.sent}, "
+        f"failed {report.delivery.failed}"
+    )
+    for p in failed:
+        print(f"  {p.feed}: {p.error}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from watcher.daemon import load_rules
+
+    path = resolve_config_path(args.config)
+    problems: list[Problem] = []
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return 1
+    try:
+        rules = load_rules(loaded)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        rules = None
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        _print_problems(problems)
+        return 1
+    assert rules is not None
+    print(
+        f"{loaded.shown}: OK: {len(loaded.config.feeds)} feeds, {len(loaded.config.channels)} channels "
+        f"({', '.join(loaded.config.channels) or 'none'}); watch list {loaded.watchlist}: "
+        f"{len(rules.watchlist.rules)} rules"
+    )
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from watcher.evaluate import item_from_json
+    from watcher.match import compile_watchlist
+    from watcher.rules import load_watchlist
+    from watcher.store import evidence_json
+
+    watchlist_path = Path(args.watchlist) if args.watchlist else _load(args).watchlist
+    matcher = compile_watchlist(load_watchlist(watchlist_path))
+    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    bad = 0
+    with source:
+        for lineno, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            try:
+                item = item_from_json(json.loads(line))
+            except (ValueError, TypeError) as exc:
+                print(f"{args.input}:{lineno}: {exc}", file=sys.stderr)
+                bad += 1
+                continue
+            for m in matcher.match(item):
+                out = {
+                    "item_id": item.key,
+                    "rule_id": m.rule_id,
+                    "severity": m.severity,
+                    "title": item.title,
+                    "evidence": evidence_json(m),
+                }
+                print(json.dumps(out, ensure_ascii=False))
+    return 1 if bad else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from watcher.demo import render_report, run_demo
+
+    logging.getLogger().setLevel(logging.WARNING if args.log_level == "info" else args.log_level.upper())
+    watchlist = Path(args.watchlist) if args.watchlist else None
+    report = asyncio.run(run_demo(step=timedelta(hours=args.step_hours), pace=args.pace, watchlist=watchlist))
+    print(render_report(report))
+    return 0
+
+
+# ── parser ────────────────────────────────────────────────────────────────────────────────
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="config file (default: $WATCHER_CONFIG, else config/watcher.yaml, else the embedded defaults)",
+    )
+    common.add_argument(
+        "--log-level", default=os.environ.get("WATCHER_LOG_LEVEL", "info"), help="debug, info, warning, error"
+    )
+    parser = argparse.ArgumentParser(
+        prog="watcher",
+        description="Watch news feeds for the signals in your watch list and send one alert per story.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    add("run", cmd_run, "run the daemon in the foreground (logs to stderr)")
+    p = add("poll", cmd_poll, "poll every feed once, match and deliver, then exit")
+    p.add_argument("--once", action="store_true", help="one poll of every feed (required)")
+    add("check", cmd_check, "validate the config and the watch list; print each problem as file:line:column")
+    p = add("match", cmd_match, "match items from a JSON-lines file offline; one JSON line per match")
+    p.add_argument(
+        "--input",
+        required=True,
+        metavar="ITEMS.jsonl",
+        help="items: id, title, summary[, source, link, published, language]; - for stdin",
+    )
+    p.add_argument("--watchlist", metavar="PATH", help="watch list to use (default: the config's)")
+    p = add(
+        "demo", cmd_demo, "replay the Beijing parade week through the real daemon (no network, no accounts)"
+    )
+    p.add_argument("--watchlist", metavar="PATH", help="watch list to replay (default: the embedded one)")
+    p.add_argument(
+        "--pace", type=float, default=0.35, help="seconds of real time per replay step (default 0.35)"
+    )
+    p.add_argument("--step-hours", type=float, default=2.0, help="replay hours per step (default 2)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.log_level)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        print("watcher: fix the problems above (watcher check lists them all)", file=sys.stderr)
+        return 2
+    except WatcherError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
