@@ -9,7 +9,7 @@ hits that made them true (evidence) or describe themselves for ``explain``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,7 +26,8 @@ class Scan:
 
     fields: dict[str, NormText]
     hits: dict[int, list[Hit]]
-    lazy: Callable[[Scan, int], list[Hit]] | None = None  # computes hits of terms not found by the automaton
+    lazy: Callable[[Scan, int], list[Hit]] | None = None  # computes hits of terms the automaton cannot see
+    lazy_terms: Collection[int] = ()  # the terms ``lazy`` is for (regexes)
     done: set[int] = field(default_factory=set)  # lazy terms already computed
 
 
@@ -42,7 +43,7 @@ class View:
     def hits(self, term: int) -> list[Hit]:
         scan = self.scan
         found = scan.hits.get(term)
-        if found is None and scan.lazy is not None and term not in scan.done:
+        if found is None and term in scan.lazy_terms and scan.lazy is not None and term not in scan.done:
             scan.done.add(term)
             found = scan.lazy(scan, term)
             if found:
@@ -212,7 +213,7 @@ class NearNode(Node):
         self.within = within
 
     def _window(self, view: View) -> list[tuple[TermNode, Hit]] | None:
-        per_slot = [[e for t in slot for e in t.evidence(view)] for slot in self.slots]
+        per_slot = [[(t, h) for t in slot for h in view.hits(t.term)] for slot in self.slots]
         if not all(per_slot):
             return None
         shared = set.intersection(*({h[0] for _, h in hits} for hits in per_slot))

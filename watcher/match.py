@@ -18,6 +18,7 @@ import regex
 
 from watcher.conditions import Hit, Node, Scan, View
 from watcher.explain import Explanation, evidence_for
+from watcher.fuzzy import Anchored, fuzzy_hits
 from watcher.matchcompile import Compiled, Key, compile_rules
 from watcher.models import Item, Match
 from watcher.rules import Rule, Watchlist
@@ -25,7 +26,6 @@ from watcher.textnorm import (
     NormText,
     guess_language,
     is_word_char,
-    left_boundary_ok,
     normalize,
     right_boundary_end,
 )
@@ -104,13 +104,12 @@ class Matcher:
 
     def scan(self, item: Item) -> Scan:
         """Normalize the item's fields and find every term the automaton and fuzzy matching see."""
-        fields = {"title": normalize(item.title), "summary": normalize(item.summary)}
+        title, summary = normalize(item.title), normalize(item.summary)
+        fields = {"title": title, "summary": summary}
         hits: dict[int, list[Hit]] = {}
         if self._ac is not None:
-            for name, nt in fields.items():
-                if nt.text:
-                    self._scan_field(name, nt, hits)
-        return Scan(fields, hits, self._lazy_regex)
+            self._scan(title, summary, hits)
+        return Scan(fields, hits, self._lazy_regex, self._c.regexes)
 
     def match(self, item: Item, *, tags: Collection[str] = ()) -> list[Match]:
         """Every rule the item matches, in watch-list order, with evidence into the original text."""
@@ -156,15 +155,23 @@ class Matcher:
 
     # --- scanning -------------------------------------------------------------------------------
 
-    def _scan_field(self, name: str, nt: NormText, hits: dict[int, list[Hit]]) -> None:
-        text = nt.text
-        anchored: list[tuple[Key, int, int]] = []
-        masks: list[tuple[Key, int, int]] = []
+    def _scan(self, title: NormText, summary: NormText, hits: dict[int, list[Hit]]) -> None:
+        """One automaton pass over both fields (joined by a character no key holds)."""
+        text = title.text + "\x00" + summary.text
+        offset = len(title.text) + 1  # where the summary starts
+        anchored: dict[str, Anchored] = {}
+        masks: list[tuple[str, Key, int, int]] = []
         for last, key in self._ac.iter(text):
             start = last - key.length + 1
             stop = last + 1
             if key.anchors:
-                anchored.append((key, start, stop))
+                anchored.setdefault("title" if start < offset else "summary", []).append(
+                    (
+                        key.anchors,
+                        start if start < offset else start - offset,
+                        stop if start < offset else stop - offset,
+                    )
+                )
                 if not key.exact:
                     continue
             if key.left and start and is_word_char(text[start - 1]):
@@ -175,6 +182,11 @@ class Matcher:
                     continue
             else:
                 end = stop
+            if start < offset:
+                name, nt = "title", title
+            else:
+                name, nt = "summary", summary
+                start, stop, end = start - offset, stop - offset, end - offset
             if key.plain:
                 hit = (name, start, stop, None)
                 for term in key.plain:
@@ -186,11 +198,11 @@ class Matcher:
             if key.special:
                 self._special(name, nt, key, start, stop, end, hits)
             if key.masks:
-                masks.append((key, start, stop))
+                masks.append((name, key, start, stop))
         if masks:
-            self._apply_masks(name, masks, hits)
-        if anchored:
-            self._fuzzy(name, nt, anchored, hits)
+            self._apply_masks(masks, hits)
+        for name, seen in anchored.items():
+            fuzzy_hits(name, title if name == "title" else summary, seen, hits)
 
     @staticmethod
     def _special(
@@ -210,8 +222,8 @@ class Matcher:
             hits.setdefault(term, []).append(hit)
 
     @staticmethod
-    def _apply_masks(name: str, masks: list[tuple[Key, int, int]], hits: dict[int, list[Hit]]) -> None:
-        for key, start, stop in masks:
+    def _apply_masks(masks: list[tuple[str, Key, int, int]], hits: dict[int, list[Hit]]) -> None:
+        for name, key, start, stop in masks:
             for term in key.masks:
                 found = hits.get(term)
                 if not found:
@@ -223,38 +235,6 @@ class Matcher:
                     hits[term] = kept
                 else:
                     del hits[term]
-
-    def _fuzzy(
-        self, name: str, nt: NormText, anchored: list[tuple[Key, int, int]], hits: dict[int, list[Hit]]
-    ) -> None:
-        tokens = nt.token_spans()
-        text = nt.text
-        seen: set[tuple[int, int, int]] = set()
-        for key, start, stop in anchored:
-            starts_word = left_boundary_ok(text, start)
-            ends_word = stop >= len(text) or not is_word_char(text[stop])
-            for target, position, mode in key.anchors:
-                if (mode != "suffix" and not starts_word) or (mode != "prefix" and not ends_word):
-                    continue
-                if any(h[0] == name for h in hits.get(target.term, ())):
-                    continue  # the exact alias is there: no need to guess
-                at = nt.token_index(start)
-                if at < 0 or at >= len(tokens):
-                    continue
-                best: tuple[float, int, int] | None = None
-                width = target.ntokens
-                for first in range(at - position - 1, at - position + 2):
-                    for size in (width - 1, width, width + 1):
-                        a, b = max(first, 0), min(first + size, len(tokens))
-                        if b <= a or not a <= at < b:
-                            continue
-                        candidate = "".join(text[s:e] for s, e in tokens[a:b])
-                        score = target.score(candidate)
-                        if score and (best is None or score > best[0]):
-                            best = (score, tokens[a][0], tokens[b - 1][1])
-                if best is not None and (target.term, best[1], best[2]) not in seen:
-                    seen.add((target.term, best[1], best[2]))
-                    hits.setdefault(target.term, []).append((name, best[1], best[2], best[0]))
 
     def _lazy_regex(self, scan: Scan, term: int) -> list[Hit]:
         pattern = self._c.regexes.get(term)

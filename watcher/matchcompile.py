@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import ahocorasick
 import regex
-from rapidfuzz import fuzz
 
 from watcher.conditions import AllNode, AnyNode, AtLeastNode, NearNode, Node, NoneNode, TermNode
+from watcher.fuzzy import ANCHOR_CHARS, MIN_FUZZY_CHARS, AnchorGroup, AnchorMode, FuzzyTarget
 from watcher.ruleload import compile_regex
 from watcher.rules import (
     AllOf,
@@ -34,25 +34,6 @@ from watcher.rules import (
 )
 from watcher.textnorm import CYRILLIC_STEM_ENDINGS, char_script, fold, is_word_char, suffixes_for
 
-MIN_FUZZY_CHARS = 5  # shorter aliases never match fuzzily: too many words look like them
-AnchorMode = Literal["word", "prefix", "suffix"]
-
-
-@dataclass(slots=True)
-class FuzzyTarget:
-    """One alias or phrase that may match approximately."""
-
-    term: int
-    squashed: str  # normalized, without spaces
-    ntokens: int
-    threshold: float
-
-    def score(self, candidate: str) -> float:
-        """Similarity 0-100 of ``candidate`` (words joined without spaces); 0 when lengths differ too much."""
-        if abs(len(candidate) - len(self.squashed)) > max(1, len(self.squashed) // 8):
-            return 0.0
-        return float(fuzz.ratio(self.squashed, candidate, score_cutoff=self.threshold))
-
 
 @dataclass(slots=True, eq=False)
 class Key:
@@ -65,7 +46,7 @@ class Key:
     suffixes: tuple[str, ...]
     plain: tuple[int, ...] = ()  # terms it counts for, no questions asked
     special: tuple[tuple[int, bool, bool], ...] = ()  # (term, must be upper case, stem needing an ending)
-    anchors: tuple[tuple[FuzzyTarget, int, AnchorMode], ...] = ()  # (fuzzy target, token position, mode)
+    anchors: tuple[AnchorGroup, ...] = ()  # fuzzy aliases this key is an anchor of
     masks: tuple[int, ...] = ()  # terms whose alias hits inside this key's occurrence do not count
     exact: bool = False
 
@@ -91,14 +72,14 @@ class _Builder:
     def __init__(self, wl: Watchlist) -> None:
         self.wl = wl
         self.terms: dict[tuple[Any, ...], int] = {}
-        self.uses: dict[str, dict[str, list[Any]]] = {}
+        self.uses: dict[str, dict[str, Any]] = {}
         self.regexes: dict[int, regex.Pattern[str]] = {}
         self.popularity: dict[int, int] = {}
 
-    def _key(self, text: str) -> dict[str, list[Any]]:
+    def _key(self, text: str) -> dict[str, Any]:
         slot = self.uses.get(text)
         if slot is None:
-            slot = self.uses[text] = {"plain": [], "special": [], "anchors": [], "masks": []}
+            slot = self.uses[text] = {"plain": [], "special": [], "anchors": {}, "masks": []}
         return slot
 
     def _term(self, ident: tuple[Any, ...]) -> tuple[int, bool]:
@@ -108,7 +89,7 @@ class _Builder:
         return self.terms[ident], True
 
     def _alias(self, term: int, alias: str) -> None:
-        text = fold(alias)
+        text = fold(alias).replace("\x00", "")  # NUL separates the fields in the automaton's pass
         if not text:
             return
         if is_acronym(alias.strip()):
@@ -120,7 +101,7 @@ class _Builder:
             self._key(text[:-1])["special"].append((term, False, True))
 
     def _fuzzy(self, term: int, alias: str, threshold: float) -> None:
-        text = fold(alias)
+        text = fold(alias).replace("\x00", "")
         squashed = text.replace(" ", "")
         if len(squashed) < MIN_FUZZY_CHARS or any(char_script(c) in ("cjk", "hangul") for c in squashed):
             return
@@ -128,10 +109,17 @@ class _Builder:
         target = FuzzyTarget(term, squashed, len(tokens), threshold)
         for j, tok in enumerate(tokens):
             if len(tokens) > 1 and len(tok) >= 3:
-                self._key(tok)["anchors"].append((target, j, "word"))
-            if len(tok) >= 6:
-                self._key(tok[:4])["anchors"].append((target, j, "prefix"))
-                self._key(tok[-4:])["anchors"].append((target, j, "suffix"))
+                self._anchor(tok, "word", target, j)
+            if len(tok) >= ANCHOR_CHARS + 2:
+                self._anchor(tok[:ANCHOR_CHARS], "prefix", target, j)
+                self._anchor(tok[-ANCHOR_CHARS:], "suffix", target, j)
+
+    def _anchor(self, text: str, mode: AnchorMode, target: FuzzyTarget, position: int) -> None:
+        groups: dict[tuple[str, int, int], AnchorGroup] = self._key(text)["anchors"]
+        slot = (mode, target.ntokens, position)
+        if slot not in groups:
+            groups[slot] = AnchorGroup(mode, target.ntokens, position)
+        groups[slot].add(target)
 
     def phrase(self, text: str) -> int:
         term, new = self._term(("phrase", fold(text)))
@@ -149,7 +137,8 @@ class _Builder:
                     if entity.fuzzy is not None:
                         self._fuzzy(term, alias, entity.fuzzy)
                 for phrase in entity.exclude:
-                    self._key(fold(phrase))["masks"].append(term)
+                    if fold(phrase).replace("\x00", ""):
+                        self._key(fold(phrase).replace("\x00", ""))["masks"].append(term)
         return term
 
     def fuzzy(self, text: str, score: float) -> int:
@@ -209,7 +198,7 @@ class _Builder:
                 suffixes=suffixes_for(char_script(text[-1])),
                 plain=tuple(dict.fromkeys(slot["plain"])),
                 special=tuple(dict.fromkeys(slot["special"])),
-                anchors=tuple(slot["anchors"]),
+                anchors=tuple(slot["anchors"].values()),
                 masks=tuple(dict.fromkeys(slot["masks"])),
             )
             key.exact = bool(key.plain or key.special or key.masks)
@@ -221,28 +210,38 @@ class _Builder:
         return auto, keys
 
 
-def required(node: Node) -> list[frozenset[int]]:
+def required(node: Node, popularity: dict[int, int]) -> list[frozenset[int]]:
     """Sets of term ids of which at least one must be present for ``node`` to hold (empty: none)."""
     if isinstance(node, TermNode):
         return [] if node.kind == "regex" else [frozenset([node.term])]
     if isinstance(node, AllNode):
-        return [s for c in node.children for s in required(c)]
+        return [s for c in node.children for s in required(c, popularity)]
     if isinstance(node, NearNode):
         return [
             frozenset(t.term for t in slot) for slot in node.slots if all(t.kind != "regex" for t in slot)
         ]
     if isinstance(node, AnyNode | AtLeastNode):
-        parts = [required(c) for c in node.children]
-        free = sum(1 for p in parts if not p)
+        # n of k children must hold, so one of any k - n + 1 of them does: take the least common ones
+        parts = [required(c, popularity) for c in node.children]
+        if any(not p for p in parts):
+            constrained = [p for p in parts if p]
+            free = len(parts) - len(constrained)
+        else:
+            constrained, free = parts, 0
         need = node.n if isinstance(node, AtLeastNode) else 1
         if free >= need:
             return []
-        return [frozenset().union(*(min(p, key=len) for p in parts if p))]
+        best = sorted((_pick(p, popularity) for p in constrained), key=lambda s: _cost(s, popularity))
+        return [frozenset().union(*best[: len(constrained) - (need - free) + 1])]
     return []
 
 
+def _cost(terms: frozenset[int], popularity: dict[int, int]) -> tuple[int, int]:
+    return sum(popularity.get(t, 0) for t in terms), len(terms)
+
+
 def _pick(sets: Iterable[frozenset[int]], popularity: dict[int, int]) -> frozenset[int]:
-    return min(sets, key=lambda s: (sum(popularity.get(t, 0) for t in s), len(s)))
+    return min(sets, key=lambda s: _cost(s, popularity))
 
 
 def compile_rules(wl: Watchlist) -> Compiled:
@@ -253,7 +252,7 @@ def compile_rules(wl: Watchlist) -> Compiled:
     triggers: dict[int, list[int]] = {}
     always: list[int] = []
     for index, root in enumerate(roots):
-        sets = required(root)
+        sets = required(root, b.popularity)
         if not sets:
             always.append(index)
             continue

@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from typing import Literal
 
 Script = Literal["latin", "cyrillic", "hangul", "cjk", "other"]
@@ -108,38 +107,79 @@ for _cp in range(128):
     _TABLE[_cp]  # fills the ASCII part of the table up front
 
 
-@dataclass(frozen=True, slots=True)
 class NormText:
-    """A normalized text and the way back to its original. ``src[i]`` is the original index of ``text[i]``."""
+    """A normalized text and the way back to its original.
 
-    original: str
-    text: str
-    src: tuple[int, ...] | None = None  # None: the same length, offsets identical
-    _tokens: list[list[int]] = field(default_factory=list, compare=False, repr=False)
+    The map back (``src[i]``: original index of ``text[i]``) is built only when a span is asked for, and
+    only for texts whose folding changed lengths; matching itself never needs it.
+    """
+
+    __slots__ = ("_src", "_starts", "_tokens", "original", "text")
+
+    def __init__(self, original: str, text: str) -> None:
+        self.original = original
+        self.text = text
+        # ASCII folds one character for one, so equal lengths mean equal offsets; else build the map on demand
+        same = len(text) == len(original) and original.isascii()
+        self._src: tuple[int, ...] | bool | None = None if same else False
+        self._tokens: list[tuple[int, int]] | None = None
+        self._starts: list[int] | None = None
+
+    @property
+    def src(self) -> tuple[int, ...] | None:
+        """Original index of each normalized character, or None when they are the same."""
+        if self._src is False:
+            self._src = _source_map(self.original, self.text)
+        assert not isinstance(self._src, bool)
+        return self._src
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original (start, end) of the normalized span ``text[start:end]``."""
-        if self.src is None:
+        src = self.src
+        if src is None:
             return start, end
         if start >= end:
-            pos = self.src[start] if start < len(self.src) else len(self.original)
+            pos = src[start] if start < len(src) else len(self.original)
             return pos, pos
-        ostart = self.src[start]
-        oend = self.src[end - 1] + 1
+        ostart = src[start]
+        oend = src[end - 1] + 1
         # swallow what folded to nothing right after the span (combining marks, zero-width characters)
         while oend < len(self.original) and _TABLE[ord(self.original[oend])] == "":
             oend += 1
         return ostart, oend
 
-    def token_index(self, pos: int) -> int:
-        """Index of the word (or CJK character) at or after normalized offset ``pos``."""
-        if not self._tokens:
-            self._tokens.append([m.start() for m in _TOKEN.finditer(self.text)])
-        return bisect.bisect_right(self._tokens[0], pos) - 1 if pos >= 0 else 0
-
     def token_spans(self) -> list[tuple[int, int]]:
-        """Every word (or CJK character) of the normalized text as (start, end)."""
-        return [(m.start(), m.end()) for m in _TOKEN.finditer(self.text)]
+        """Every word (or CJK character) of the normalized text as (start, end); computed once."""
+        if self._tokens is None:
+            self._tokens = [m.span() for m in _TOKEN.finditer(self.text)]
+            self._starts = [a for a, _ in self._tokens]
+        return self._tokens
+
+    def token_index(self, pos: int) -> int:
+        """Index of the word (or CJK character) at, or last begun before, normalized offset ``pos``."""
+        if self._starts is None:
+            self.token_spans()
+        assert self._starts is not None
+        return max(bisect.bisect_right(self._starts, pos) - 1, 0)
+
+
+def _source_map(original: str, text: str) -> tuple[int, ...] | None:
+    if len(text) == len(original) and _UNEVEN.isdisjoint(original):
+        return None  # every character folded to exactly one, and no spaces were folded together
+    src: list[int] = []
+    last_space = False
+    for i, ch in enumerate(original):
+        for c in _TABLE[ord(ch)]:
+            if c == " ":
+                if last_space:
+                    continue
+                last_space = True
+            else:
+                last_space = False
+            src.append(i)
+    if len(src) == len(original) and len(src) == len(text) and src == list(range(len(src))):
+        return None
+    return tuple(src)
 
 
 _CJK_CLASS = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -149,31 +189,18 @@ _SPACES = re.compile(r"  +")
 
 
 def normalize(text: str) -> NormText:
-    """Normalize ``text`` for matching, keeping the map back to original offsets."""
-    if text.isascii():
+    """Normalize ``text`` for matching (the map back to original offsets is built on demand)."""
+    if text.isascii() and text.isprintable():  # the common case, at C speed: no tabs or newlines here
+        folded = text.lower()
+        if "-" in folded:
+            folded = folded.replace("-", " ")
+        if "`" in folded:
+            folded = folded.replace("`", "'")
+    else:
         folded = text.translate(_TABLE)
-        if "  " not in folded:
-            return NormText(text, folded)
-    elif _UNEVEN.isdisjoint(text):
-        known = len(_UNEVEN)
-        folded = text.translate(_TABLE)
-        if "  " not in folded and len(_UNEVEN) == known:
-            return NormText(text, folded)
-    out: list[str] = []
-    src: list[int] = []
-    last_space = False
-    for i, ch in enumerate(text):
-        mapped = _TABLE[ord(ch)]
-        for c in mapped:
-            if c == " ":
-                if last_space:
-                    continue
-                last_space = True
-            else:
-                last_space = False
-            out.append(c)
-            src.append(i)
-    return NormText(text, "".join(out), tuple(src))
+    if "  " in folded:
+        folded = _SPACES.sub(" ", folded)
+    return NormText(text, folded)
 
 
 def fold(phrase: str) -> str:
