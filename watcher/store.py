@@ -180,7 +180,9 @@ class Store:
             "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = COALESCE(?, body_hash),"
             " title = COALESCE(?, title), last_fetch_at = ?, last_success_at = ?, last_status = ?,"
             " first_polled_at = COALESCE(first_polled_at, ?), consecutive_failures = 0,"
-            " failing_since = NULL, next_fetch_at = NULL, items_total = items_total + ?, last_warning = ?"
+            " failing_since = NULL, next_fetch_at = NULL, items_total = items_total + ?,"
+            # a 304 or an unchanged body was not parsed: the warnings of the body it stands for still hold
+            " last_warning = CASE WHEN ? IN ('not_modified', 'unchanged') THEN last_warning ELSE ? END"
             " WHERE name = ?",
             [
                 etag,
@@ -192,6 +194,7 @@ class Store:
                 status,
                 iso(now),
                 new_items,
+                status,
                 warning,
                 name,
             ],
