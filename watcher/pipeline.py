@@ -1,4 +1,4 @@
-"""One poll of one feed, the stages in order: fetch → parse → store → match → alert (outbox).
+"""One poll of one feed, the stages in order: fetch → parse → store → match → stories → alerts (outbox).
 
 This module is the only place that catches a stage's errors per feed, records them on the feed's row and
 carries on; nothing a feed does can stop the others.
@@ -14,17 +14,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from watcher.config import FeedConfig, LoadedConfig
 from watcher.errors import ParseError, StoreError
 from watcher.fetch import Fetcher, backoff_delay
 from watcher.match import Matcher
-from watcher.models import Item, Match, StoredItem
+from watcher.models import StoredItem
 from watcher.parse import parse_feed
-from watcher.route import channels_for
 from watcher.rules import Rule, Watchlist
-from watcher.store import Store, from_iso, iso
+from watcher.signals import Signals
+from watcher.store import Store, from_iso
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +201,8 @@ class Pipeline:
         first_poll: bool,
     ) -> None:
         max_age = self.loaded.config.alert_max_age
+        signals = Signals(self.store, channels=self.loaded.config.channels)
+        signals.close_quiet(now)
         for s in stored:
             if s.state == "seen":
                 report.seen += 1
@@ -220,51 +221,10 @@ class Pipeline:
                 fresh = (now - s.item.published).total_seconds() <= max_age
                 if not fresh:
                     continue
-                if self._open_alert(feed, s, match, now=now):
+                rule = self.rules.by_id.get(match.rule_id)
+                if rule is None:
+                    continue
+                outcome = signals.on_match(rule=rule, feed=feed, stored=s, match=match, now=now)
+                if outcome.alert_id is not None:
                     report.alerts += 1
         del first_poll  # old items of a first poll are caught by alert_max_age like any other
-
-    def _open_alert(self, feed: FeedConfig, stored: StoredItem, match: Match, *, now: datetime) -> bool:
-        rule = self.rules.by_id.get(match.rule_id)
-        if rule is None:
-            return False
-        channels = channels_for(rule, self.loaded.config.channels)
-        payload = alert_payload(rule, [(stored.item, feed)], match)
-        alert_id = self.store.create_alert(
-            dedupe_key=dedupe_key(rule.id, stored.item.feed, stored.item.key),
-            kind="open",
-            severity=match.severity,
-            title=stored.item.title,
-            payload=payload,
-            channels=channels,
-            now=now,
-            rule_id=rule.id,
-            item_id=stored.id,
-        )
-        return alert_id is not None
-
-
-def alert_payload(rule: Rule, items: list[tuple[Item, FeedConfig]], match: Match) -> dict[str, Any]:
-    return {
-        "rule": {
-            "id": rule.id,
-            "title": rule.title,
-            "severity": match.severity,
-            "description": rule.description,
-        },
-        "items": [
-            {
-                "title": item.title,
-                "link": item.link,
-                "feed": item.feed,
-                "publisher": feed.publisher_name,
-                "published": iso(item.published),
-                "tier": feed.tier,
-            }
-            for item, feed in items
-        ],
-        "evidence": [
-            {"term": e.term, "kind": e.kind, "field": e.field, "text": e.text} for e in match.evidence
-        ],
-        "sources": list(dict.fromkeys(feed.publisher_name for _, feed in items)),
-    }
