@@ -112,7 +112,8 @@ class WebhookSink:
 
 
 @contextmanager
-def webhook_sink() -> Iterator[WebhookSink]:
+def webhook_sink(port: int = 0) -> Iterator[WebhookSink]:
+    """A webhook receiver on ``port`` (default: a free one; pass a port to bring a "down" URL back)."""
     sink = WebhookSink()
 
     class Handler(BaseHTTPRequestHandler):
@@ -136,7 +137,7 @@ def webhook_sink() -> Iterator[WebhookSink]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     sink.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
