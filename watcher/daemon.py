@@ -31,6 +31,7 @@ from watcher.errors import StoreError
 from watcher.fetch import Fetcher
 from watcher.match import compile_watchlist
 from watcher.pipeline import Pipeline, PollReport, Rules
+from watcher.render import Renderer, user_template_dir
 from watcher.rules import load_watchlist
 from watcher.store import Store
 
@@ -113,7 +114,8 @@ async def open_runtime(loaded: LoadedConfig, *, rules: Rules | None = None) -> A
         max_redirects=poll.max_redirects,
     )
     executor = make_executor(poll.parse_workers)
-    deliverer = Deliverer(store, loaded.config.channels, loaded.config.delivery)
+    renderer = Renderer(user_template_dir(loaded.path))
+    deliverer = Deliverer(store, loaded.config.channels, loaded.config.delivery, renderer=renderer)
     pipeline = Pipeline(loaded=loaded, store=store, rules=rules, fetcher=fetcher, executor=executor)
     try:
         store.recover_sending()

@@ -191,6 +191,14 @@ def default_template_dir() -> Path:
     return Path(str(resources.files("watcher") / "templates"))
 
 
+def user_template_dir(config_path: Path | None) -> Path | None:
+    """Where a user's templates live: ``templates/`` next to the config file, when it exists."""
+    if config_path is None:
+        return None
+    folder = config_path.parent / "templates"
+    return folder if folder.is_dir() else None
+
+
 class Renderer:
     """Renders payloads with the shipped templates, or the user's where ``template_dir`` has them."""
 

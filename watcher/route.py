@@ -181,16 +181,22 @@ def rate_limit_until(limit: RateLimit | None, sent: Sequence[datetime], now: dat
     return recent[-limit.count] + timedelta(seconds=limit.per)
 
 
+def quiet_hold(channel: ChannelConfig, *, severity: str, now: datetime) -> datetime | None:
+    """Until when the channel's quiet hours hold an alert of this severity; None if it may go now."""
+    quiet = channel.quiet_hours
+    if quiet is None or severity_rank(severity) >= severity_rank(quiet.min_severity):
+        return None
+    return quiet_until(quiet, now)
+
+
 def not_before(
     channel: ChannelConfig, *, severity: str, now: datetime, sent: Sequence[datetime] = ()
 ) -> datetime | None:
     """When a delivery of this severity may go to the channel, if not now: quiet hours, rate limit."""
     waits: list[datetime] = []
-    quiet = channel.quiet_hours
-    if quiet is not None and severity_rank(severity) < severity_rank(quiet.min_severity):
-        end = quiet_until(quiet, now)
-        if end is not None:
-            waits.append(end)
+    end = quiet_hold(channel, severity=severity, now=now)
+    if end is not None:
+        waits.append(end)
     limit = rate_limit_until(channel.rate_limit, sent, now)
     if limit is not None:
         waits.append(limit)

@@ -357,14 +357,18 @@ class Store:
             r[0] for r in self.db.execute("SELECT DISTINCT channel FROM deliveries WHERE state = 'pending'")
         ]
 
-    def next_delivery(self, channel: str) -> Delivery | None:
-        """The oldest pending delivery of a channel (in alert order), due or not."""
+    def next_delivery(self, channel: str, *, now: datetime | None = None) -> Delivery | None:
+        """The oldest pending delivery of a channel (in alert order), due or not.
+
+        With ``now``, deliveries held back by quiet hours until later (``hold_until``) are passed over,
+        so an alert that may go through quiet hours is not stuck behind one that may not.
+        """
         rows = self._rows(
             "SELECT d.id, d.alert_id, d.channel, d.attempts, d.next_attempt_at, a.dedupe_key, a.kind,"
             " a.severity, a.rule_id, a.title, a.payload, a.created_at FROM deliveries d"
             " JOIN alerts a ON a.id = d.alert_id WHERE d.channel = ? AND d.state = 'pending'"
-            " ORDER BY d.alert_id LIMIT 1",
-            [channel],
+            " AND (d.hold_until IS NULL OR d.hold_until <= ?) ORDER BY d.alert_id LIMIT 1",
+            [channel, iso(now) if now is not None else "9999"],
         )
         if not rows:
             return None
@@ -383,6 +387,18 @@ class Store:
             created_at=r["created_at"],
             next_attempt_at=r["next_attempt_at"],
         )
+
+    def hold(self, delivery_id: int, *, until: datetime) -> None:
+        """Keep a pending delivery back until ``until`` (quiet hours) without counting an attempt."""
+        self.db.execute("UPDATE deliveries SET hold_until = ? WHERE id = ?", [iso(until), delivery_id])
+
+    def sent_times(self, channel: str, *, since: datetime) -> list[datetime]:
+        """When the channel's deliveries since ``since`` were sent (for rate limits)."""
+        rows = self.db.execute(
+            "SELECT sent_at FROM deliveries WHERE channel = ? AND state = 'sent' AND sent_at >= ?",
+            [channel, iso(since)],
+        )
+        return [from_iso(r[0]) for r in rows]
 
     def mark_sending(self, delivery_id: int) -> None:
         self.db.execute(
@@ -409,8 +425,8 @@ class Store:
     def retry_alert(self, alert_id: int, *, now: datetime) -> int:
         """Put an alert's failed ('dead') or pending deliveries back in the queue, due now."""
         return self.db.execute(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ? WHERE alert_id = ?"
-            " AND state IN ('dead', 'pending')",
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, hold_until = NULL"
+            " WHERE alert_id = ? AND state IN ('dead', 'pending')",
             [iso(now), alert_id],
         ).rowcount
 
@@ -445,10 +461,11 @@ class Store:
         with self.db.atomic():
             alerts = self.db.execute(
                 "DELETE FROM alerts WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d"
-                " WHERE d.alert_id = alerts.id AND d.state IN ('pending', 'sending'))",
+                " WHERE d.alert_id = alerts.id AND d.state IN ('pending', 'sending', 'held'))",
                 [cutoff],
             ).rowcount
             items = self.db.execute("DELETE FROM items WHERE first_seen < ?", [cutoff]).rowcount
+            self.db.execute("DELETE FROM stories WHERE state = 'closed' AND closed_at < ?", [cutoff])
         return {"items": items, "alerts": alerts}
 
 
