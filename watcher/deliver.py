@@ -206,6 +206,10 @@ class Deliverer:
                 result = await asyncio.wait_for(self.send(name, channel, delivery), self.config.timeout)
             except TimeoutError:
                 result = SendResult(False, f"no answer within {self.config.timeout:g}s")
+            except Exception as exc:  # a plugin's or a template's bug: the delivery stays in the outbox
+                log.exception("sending alert %s to %s raised", delivery.dedupe_key, name)
+                text = f"{type(exc).__name__}: {exc}"
+                result = SendResult(False, redact(text, [channel.url.get_secret_value()])[:500])
             now = self.clock()
             if result.ok:
                 self.store.mark_sent(delivery.id, now=now)
