@@ -251,16 +251,25 @@ class Daemon:
             log.debug("feed %s: %s", name, report.status)
 
     async def _delivery_loop(self) -> None:
-        """Deliver what is due, then sleep until woken by new alerts or for at most two seconds."""
-        assert self.runtime is not None
+        """Start a delivery pass, then sleep until woken by new alerts or for at most two seconds.
+
+        Passes are not awaited here: a channel slow to answer stays with the pass that is sending to
+        it (the deliverer skips busy channels), and the next pass still delivers to the others.
+        """
         while not self._stop.is_set():
             self._wake.clear()
-            try:
-                await self.runtime.deliverer.run_once()
-            except Exception:  # a bug in one pass must not end delivery for the daemon's life
-                log.exception("delivery pass failed; retrying")
+            task = asyncio.create_task(self._delivery_pass(), name="watcher-delivery-pass")
+            self._running.add(task)  # shutdown waits for it (then cancels it) like a running poll
+            task.add_done_callback(self._running.discard)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+
+    async def _delivery_pass(self) -> None:
+        assert self.runtime is not None
+        try:
+            await self.runtime.deliverer.run_once()
+        except Exception:  # a bug in one pass must not end delivery for the daemon's life
+            log.exception("delivery pass failed; retrying")
 
     async def _shutdown(self) -> None:
         if self.scheduler is not None:

@@ -161,7 +161,7 @@ class Deliverer:
         self.renderer = renderer
         self.send: SendFn = send or self._apprise_send
         self.clock = clock
-        self._lock = asyncio.Lock()
+        self._busy: set[str] = set()  # channels a pass is sending to right now
         self._unknown_warned: set[str] = set()
 
     async def _apprise_send(self, name: str, channel: ChannelConfig, delivery: Delivery) -> SendResult:
@@ -171,14 +171,22 @@ class Deliverer:
         return float(min(self.config.retry_cap, self.config.retry_base * (2 ** max(0, attempts - 1))))
 
     async def run_once(self) -> DeliveryReport:
+        """Send what is due on every channel. Passes may overlap: a channel that another pass is
+        still sending to (a slow webhook, say) is left to that pass, so it holds up no other channel."""
         report = DeliveryReport()
-        async with self._lock:
-            digests = make_digests(self.store, self.channels, self.clock())
-            if digests:
-                log.info("%d digest(s) written", len(digests))
-            names = self.store.pending_channels()
-            await asyncio.gather(*(self._drain(name, report) for name in names))
+        digests = make_digests(self.store, self.channels, self.clock())
+        if digests:
+            log.info("%d digest(s) written", len(digests))
+        names = [name for name in self.store.pending_channels() if name not in self._busy]
+        await asyncio.gather(*(self._drain_alone(name, report) for name in names))
         return report
+
+    async def _drain_alone(self, name: str, report: DeliveryReport) -> None:
+        self._busy.add(name)
+        try:
+            await self._drain(name, report)
+        finally:
+            self._busy.discard(name)
 
     async def _drain(self, name: str, report: DeliveryReport) -> None:
         channel = self.channels.get(name)
