@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher import __version__
-from watcher.config import LoadedConfig
+from watcher.config import FeedConfig, LoadedConfig
 from watcher.deliver import Deliverer, DeliveryReport
 from watcher.errors import StoreError
 from watcher.fetch import Fetcher
@@ -33,6 +33,7 @@ from watcher.match import compile_watchlist
 from watcher.pipeline import Pipeline, PollReport, Rules
 from watcher.render import Renderer, user_template_dir
 from watcher.rules import load_watchlist
+from watcher.service import Service
 from watcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ async def poll_once(loaded: LoadedConfig) -> OnceReport:
 class Daemon:
     """``watcher run``: polls on schedule until SIGTERM/SIGINT (or ``stop()``)."""
 
-    def __init__(self, loaded: LoadedConfig, *, config_path: Path | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, *, config_path: Path | None = None, watch: bool = True) -> None:
         self.loaded = loaded
         self.config_path = config_path
         self.runtime: Runtime | None = None
@@ -158,6 +159,7 @@ class Daemon:
         self._running: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
+        self.service = Service(self, watch=watch)  # sd_notify, reload, health, metrics, housekeeping
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,9 +188,14 @@ class Daemon:
                     len(self.loaded.config.channels),
                     self.loaded.database,
                 )
-                await self._stop.wait()
-                log.info("stopping")
-                await self._shutdown()
+                try:
+                    await self.service.start()
+                    await self._stop.wait()
+                    log.info("stopping")
+                    self.service.stopping()
+                finally:
+                    await self._shutdown()
+                    await self.service.close()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -197,23 +204,29 @@ class Daemon:
         return 0
 
     def _schedule(self, rt: Runtime) -> None:
-        assert self.scheduler is not None
-        now = datetime.now(UTC)
-        jitter = self.loaded.config.poll.jitter
         for feed in rt.pipeline.feeds.values():
-            interval = self.loaded.feed_interval(feed)
-            spread = random.uniform(0, min(interval, jitter, 5.0))
-            self.scheduler.add_job(
-                self._poll_job,
-                IntervalTrigger(seconds=interval, jitter=min(jitter, interval / 2) or None),
-                args=[feed.name],
-                id=f"feed:{feed.name}",
-                name=f"poll {feed.name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(interval / 2)),
-                next_run_time=now + timedelta(seconds=spread),
-            )
+            self.schedule_feed(feed)
+
+    def feed_trigger(self, feed: FeedConfig) -> IntervalTrigger:
+        interval, jitter = self.loaded.feed_interval(feed), self.loaded.config.poll.jitter
+        return IntervalTrigger(seconds=interval, jitter=min(jitter, interval / 2) or None)
+
+    def schedule_feed(self, feed: FeedConfig) -> None:
+        """Add the feed's poll job, first run within a few seconds (spread so feeds do not start at once)."""
+        assert self.scheduler is not None
+        interval, jitter = self.loaded.feed_interval(feed), self.loaded.config.poll.jitter
+        spread = random.uniform(0, min(interval, jitter, 5.0))
+        self.scheduler.add_job(
+            self._poll_job,
+            self.feed_trigger(feed),
+            args=[feed.name],
+            id=f"feed:{feed.name}",
+            name=f"poll {feed.name}",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval / 2)),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=spread),
+        )
 
     def wake_delivery(self) -> None:
         """Ask the delivery loop to look at the outbox now (new alerts were written)."""
@@ -236,6 +249,7 @@ class Daemon:
         if feed is None:
             return
         report = await self._tracked(self.runtime.pipeline.poll_feed(feed))
+        self.service.observe_poll(report)
         if report.status == "ok":
             log.info(
                 "feed %s: %d new, %d edited, %d matches, %d alerts (%s, %.2fs)",

@@ -44,6 +44,7 @@ class PollReport:
     warnings: tuple[str, ...] = ()
     parser: str | None = None
     elapsed: float = 0.0
+    rules_matched: list[str] = field(default_factory=list)  # one id per new match (for metrics)
 
 
 @dataclass
@@ -218,6 +219,7 @@ class Pipeline:
                 if self.store.add_match(s.id, match, now=now) is None:
                     continue  # this item already matched this rule (e.g. before an edit)
                 report.matches += 1
+                report.rules_matched.append(match.rule_id)
                 fresh = (now - s.item.published).total_seconds() <= max_age
                 if not fresh:
                     continue
