@@ -17,21 +17,11 @@ from pathlib import Path
 from watcher import __version__
 from watcher.config import LoadedConfig, load_config, resolve_config_path
 from watcher.errors import ConfigError, Problem, WatcherError
+from watcher.logs import LOG_FORMATS, channel_secrets, redactor, setup_logging
 
 log = logging.getLogger("watcher")
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _load(args: argparse.Namespace) -> LoadedConfig:
@@ -43,6 +33,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
         )
     for warning in loaded.warnings:
         log.warning("%s", warning)
+    redactor.set_secrets(channel_secrets(loaded.config.channels))
     return loaded
 
 
@@ -159,21 +150,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ── parser ────────────────────────────────────────────────────────────────────────────────
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. After it, they only override: their
+    defaults are set once, on the top-level parser (else ``watcher --config X run`` would lose X)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         metavar="PATH",
-        default=None,
+        default=default(None),
         help="config file (default: $WATCHER_CONFIG, else config/watcher.yaml, else the embedded defaults)",
     )
     common.add_argument(
-        "--log-level", default=os.environ.get("WATCHER_LOG_LEVEL", "info"), help="debug, info, warning, error"
+        "--log-level",
+        default=default(os.environ.get("WATCHER_LOG_LEVEL", "info")),
+        help="debug, info, warning, error",
     )
+    common.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default(os.environ.get("WATCHER_LOG_FORMAT", "text")),
+        help="text (one line per event; journald-aware) or json (one object per line)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(defaults=False)
     parser = argparse.ArgumentParser(
         prog="watcher",
         description="Watch news feeds for the signals in your watch list and send one alert per story.",
-        parents=[common],
+        parents=[_common(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -187,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("poll", cmd_poll, "poll every feed once, match and deliver, then exit")
     p.add_argument("--once", action="store_true", help="one poll of every feed (required)")
     add("check", cmd_check, "validate the config and the watch list; print each problem as file:line:column")
+    from watcher import cli_service
+
+    cli_service.register(add)
     p = add("match", cmd_match, "match items from a JSON-lines file offline; one JSON line per match")
     p.add_argument(
         "--input",
@@ -212,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    _setup_logging(args.log_level)
+    try:
+        setup_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args))
     except ConfigError as exc:

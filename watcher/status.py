@@ -134,6 +134,15 @@ def new_items_per_feed(store: Store, *, now: datetime) -> dict[str, int]:
     return {feed: int(n) for feed, n in rows}
 
 
+def feeds_report(loaded: LoadedConfig, *, now: datetime) -> list[FeedHealth]:
+    """``watcher feeds``: the health of every enabled feed in the config (read-only; no database is fine)."""
+    configured = [f.name for f in loaded.config.feeds if f.enabled]
+    if not loaded.database.exists():
+        return feed_health([], {}, now=now, configured=configured)
+    with read_only(loaded.database) as store:
+        return feed_health(store.feeds(), new_items_per_feed(store, now=now), now=now, configured=configured)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReport:
     daemon: DaemonState
