@@ -106,6 +106,22 @@ def _gcd(a: int, b: int) -> int:
     return a
 
 
+def healthy_feeds(n: int, sources: list[Source] | None = None) -> list[int]:
+    """Feeds (of the first ``n``) whose document is well-formed XML and takes new items."""
+    from xml.etree import ElementTree
+
+    srcs = sources if sources is not None else load_sources()
+    good = set()
+    for k, s in enumerate(srcs):
+        try:
+            ElementTree.fromstring(s.data)
+        except ElementTree.ParseError:
+            continue
+        if _insert_point(s.kind, s.data) is not None:
+            good.add(k)
+    return [i for i in range(n) if i % len(srcs) in good]
+
+
 def load_headlines(path: Path = HEADLINES) -> list[dict[str, str]]:
     """Real headlines of the parade week: the new items that mutations add."""
     if not path.exists():

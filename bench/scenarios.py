@@ -78,9 +78,16 @@ def _measure(tool: Tool, farm: FarmProcess, result: Result, *, first: bool, plan
 
 
 def poll_scenarios(
-    tool: Tool, farm: FarmProcess, urls: list[str], *, full: int, plan: Plan, log: bool = True
+    tool: Tool,
+    farm: FarmProcess,
+    urls: list[str],
+    *,
+    full: int,
+    plan: Plan,
+    steady: bool = True,
+    log: bool = True,
 ) -> list[Result]:
-    """Cold runs (each from an empty state), then warm runs, then steady-state runs, on ``urls``."""
+    """Cold runs (each from an empty state), then warm runs, then (if ``steady``) steady-state runs."""
     n = len(urls)
     scale = full / n
     farm.reset()
@@ -95,15 +102,18 @@ def poll_scenarios(
     for i in range(plan.runs):
         _measure(tool, farm, warm, first=False, plan=plan)
         _say(log, warm, i)
+    if not steady:
+        farm.reset()
+        return [cold, warm]
     changed = max(1, round(n * plan.steady_percent / 100))
-    steady = Result("steady", tool.label, n, scale, changed)
+    state = Result("steady", tool.label, n, scale, changed)
     farm.latency(*plan.cold_latency)
     for i in range(plan.runs):
         farm.mutate(plan.steady_percent, among=n, seed=100 + i)
-        _measure(tool, farm, steady, first=False, plan=plan)
-        _say(log, steady, i)
+        _measure(tool, farm, state, first=False, plan=plan)
+        _say(log, state, i)
     farm.reset()
-    return [cold, warm, steady]
+    return [cold, warm, state]
 
 
 def _say(log: bool, result: Result, i: int) -> None:

@@ -1,0 +1,203 @@
+"""All the benchmarks in one run: watcher against rss2email, feed2exec and a naive feedparser loop.
+
+    python bench/run.py [--feeds 1000] [--quick] [--no-docs]
+
+Prints a table and rewrites our sections of docs/benchmarks.md (everything but ``## Parsing`` and
+``## Matching``). Needs the project installed (``pip install -e .``), ``psutil``, and the shared feed
+corpus (../shared/data or $WATCHER_SHARED). The peers and httpx2 are installed on first use into virtual
+environments under bench/.peers/ (pip, from the package registry); the million-item database is built
+once into bench/results/. About 15 minutes by default on 2 cores (the first run adds ~3 minutes of
+installs and the database); ``--quick`` checks everything in under 3 minutes with smaller numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import daemon  # noqa: E402
+import farmcheck  # noqa: E402
+import report  # noqa: E402
+from farmctl import FarmProcess  # noqa: E402
+from peers import Feed2Exec, Naive, Rss2Email, Tool  # noqa: E402
+from rulesets import naive_rules  # noqa: E402
+from scenarios import Plan, Result, poll_scenarios  # noqa: E402
+from watcher_tool import HTTPX2_PIN, Watcher  # noqa: E402
+
+import docs  # noqa: E402
+
+WORK = HERE / "results" / "work"
+
+
+def pool_safe() -> tuple[bool, str]:
+    """Whether parse errors survive the trip back from a parser process (else the pool breaks on one)."""
+    from watcher.errors import ParseError
+
+    try:
+        pickle.loads(pickle.dumps(ParseError("feed", "message")))
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--feeds", type=int, default=1000, help="feeds in the farm and in watcher's scenarios")
+    ap.add_argument("--peer-feeds", type=int, default=None, help="feeds the peers poll (default 40; scaled)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    ap.add_argument("--quick", action="store_true", help="small numbers, to check the harness (< 3 min)")
+    ap.add_argument("--skip", default="", help="comma list of: peers,httpx2,daemon,matching")
+    ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    full = args.feeds if not quick or args.feeds != 1000 else 200
+    peer_feeds = args.peer_feeds or (8 if quick else 40)
+    runs = args.runs or (1 if quick else 3)
+    skip = set(filter(None, args.skip.split(",")))
+    plan = Plan(runs=runs)
+    started = time.time()
+    safe, why = pool_safe()
+    workers = None if safe else 0
+    notes: list[str] = []
+    if not safe:
+        notes.append(
+            "watcher ran with `poll.parse_workers: 0` (parsing in a thread): with a parser process, the "
+            "first unparseable feed breaks the pool for every later feed (ParseError does not unpickle: "
+            f"{why})."
+        )
+    print(
+        f"machine: {report.machine()}\nfeeds: {full:,} (peers: {peer_feeds}); runs per figure: {runs}",
+        flush=True,
+    )
+    results: list[Result] = []
+    extra_versions: dict[str, str] = {}
+    with FarmProcess(feeds=full) as farm:
+        urls = farm.urls()
+        full_load, warm_load = farmcheck.check(farm, urls)
+        farm_note = (
+            f"The farm alone serves all {full:,} feeds in {full_load.wall:.2f} s with "
+            f"{full_load.farm_cpu:.2f} s of its CPU ({full_load.body_bytes / 1e6:.0f} MB gzip), and {full:,} "
+            f"304s with {warm_load.farm_cpu:.2f} s."
+        )
+        print(farm_note, flush=True)
+        hook = WORK / "hook"
+        main_tool = Watcher(WORK / "watcher", parse_workers=workers, label="watcher")
+        results += _scenarios(main_tool, farm, urls, full, plan)
+        extra_versions["watcher"] = main_tool.version
+        if "peers" not in skip:
+            peers: list[Tool] = [
+                Naive(WORK / "naive", naive_rules()),
+                Rss2Email(WORK / "rss2email"),
+                Feed2Exec(WORK / "feed2exec"),
+            ]
+            for tool in peers:
+                results += _scenarios(tool, farm, urls[:peer_feeds], full, plan)
+                extra_versions[tool.name] = tool.version
+        client_rows: list[Result] = []
+        if "httpx2" not in skip:
+            client_rows = _clients(farm, urls, full, plan, workers)
+            extra_versions["httpx2"] = HTTPX2_PIN
+        del hook
+        daemon_result = None
+        if "daemon" not in skip:
+            daemon_result = _daemon(farm, urls, quick, workers)
+    matching = None if "matching" in skip else _matching(quick)
+    elapsed = time.time() - started
+    table = report.poll_table(results, full=full, reference="watcher")
+    print("\n" + report.terminal(table))
+    if daemon_result is not None:
+        print("\n" + report.terminal(docs.daemon_lines(daemon_result)))
+    if client_rows:
+        print("\n" + report.terminal(docs.client_lines(client_rows)))
+    print(f"\nwhole run: {elapsed / 60:.1f} min")
+    _save(results, client_rows, daemon_result, matching)
+    if not args.no_docs:
+        _write_docs(
+            results, client_rows, daemon_result, matching, full=full, peer_feeds=peer_feeds, runs=runs,
+            quick=quick, farm_note=farm_note, notes=notes, versions=extra_versions, elapsed=elapsed,
+        )  # fmt: skip
+        print(f"updated {report.DOCS}")
+    return 0
+
+
+def _scenarios(tool: Tool, farm: FarmProcess, urls: list[str], full: int, plan: Plan) -> list[Result]:
+    print(f"\n{tool.label}: {len(urls)} feeds", flush=True)
+    return poll_scenarios(tool, farm, urls, full=full, plan=plan)
+
+
+def _clients(farm: FarmProcess, urls: list[str], full: int, plan: Plan, workers: int | None) -> list[Result]:
+    """httpx and httpx2, at 20 (the default) and 100 connections: cold and warm polls."""
+    rows: list[Result] = []
+    for client in ("httpx", "httpx2"):
+        for conns in (20, 100):
+            tool = Watcher(
+                WORK / f"{client}-{conns}", client=client, concurrency=conns, parse_workers=workers
+            )
+            print(f"\n{tool.label}: {len(urls)} feeds", flush=True)
+            rows += poll_scenarios(tool, farm, urls, full=full, plan=plan, steady=False)
+    return rows
+
+
+def _daemon(farm: FarmProcess, urls: list[str], quick: bool, workers: int | None) -> daemon.DaemonResult:
+    items = 20_000 if quick else 1_000_000
+    store, built = daemon.cached_store(items)
+    print(
+        f"\nwatcher run: detection latency and footprint ({len(urls)} feeds, {items:,} stored items)",
+        flush=True,
+    )
+    if quick:
+        result = daemon.run_daemon(farm, urls, WORK / "daemon", store=store, stored_items=items,
+                                   interval=10, window=20, probes=8, parse_workers=workers)  # fmt: skip
+    else:
+        result = daemon.run_daemon(farm, urls, WORK / "daemon", store=store, stored_items=items,
+                                   interval=60, window=120, probes=40, parse_workers=workers)  # fmt: skip
+    if built is not None:
+        result.note = (result.note + f" The {items:,}-item database took {built:.0f} s to build.").strip()
+    return result
+
+
+def _matching(quick: bool) -> list[dict[str, float]] | None:
+    try:
+        import match
+    except ImportError:
+        return None
+    print("\nmatching (bench/match.py) ...", flush=True)
+    rows: list[dict[str, float]] = match.run(0.6 if quick else 2.0)
+    return rows
+
+
+def _save(results: list[Result], clients: list[Result], d: daemon.DaemonResult | None, m: object) -> None:
+    out = HERE / "results" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "polls": [asdict(r) for r in results],
+        "clients": [asdict(r) for r in clients],
+        "daemon": asdict(d) if d is not None else None,
+        "matching": m,
+    }
+    out.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    print(f"raw results: {out}")
+
+
+def _write_docs(
+    results: list[Result],
+    clients: list[Result],
+    d: daemon.DaemonResult | None,
+    matching: list[dict[str, float]] | None,
+    **kw: object,
+) -> None:
+    sections, header = docs.sections(results, clients, d, matching, **kw)
+    report.write_sections(sections, header, leading=docs.LEADING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
