@@ -147,6 +147,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from watcher.alerts import alert_lines, recent, retry
+    from watcher.store import Store
+
+    loaded = _load(args)
+    with Store.open(loaded.database) as store:
+        if args.action == "retry":
+            if args.id is None:
+                print(
+                    "watcher alerts retry: give the alert's number, e.g. `watcher alerts retry 12`",
+                    file=sys.stderr,
+                )
+                return 2
+            queued = retry(store, args.id, now=datetime.now(UTC))
+            print(
+                f"alert #{args.id}: {queued} deliveries queued"
+                if queued
+                else f"alert #{args.id}: nothing to retry"
+            )
+            return 0 if queued else 1
+        lines = alert_lines(recent(store, limit=args.limit))
+    print("\n".join(lines) if lines else "no alerts yet")
+    return 0
+
+
+def cmd_channels(args: argparse.Namespace) -> int:
+    from watcher.deliver import test_channel
+    from watcher.yamlsrc import did_you_mean
+
+    loaded = _load(args)
+    channels = loaded.config.channels
+    if args.name not in channels:
+        print(f"watcher: no channel {args.name!r}{did_you_mean(args.name, channels)}", file=sys.stderr)
+        return 2
+    result = test_channel(channels[args.name])
+    shown = channels[args.name].display_url
+    print(f"{args.name} ({shown}): " + ("sent" if result.ok else f"failed: {result.error}"))
+    return 0 if result.ok else 1
+
+
 # ── parser ────────────────────────────────────────────────────────────────────────────────
 
 
@@ -216,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pace", type=float, default=0.35, help="seconds of real time per replay step (default 0.35)"
     )
     p.add_argument("--step-hours", type=float, default=2.0, help="replay hours per step (default 2)")
+    p = add("alerts", cmd_alerts, "recent alerts with the state of each delivery; `alerts retry ID` resends")
+    p.add_argument(
+        "action", nargs="?", choices=["list", "retry"], default="list", help="list (default) or retry"
+    )
+    p.add_argument("id", nargs="?", type=int, help="the alert to retry (its #number in the list)")
+    p.add_argument("--limit", type=int, default=20, help="how many alerts to list (default 20)")
+    p = add("channels", cmd_channels, "`channels test NAME`: send a test message and show apprise's answer")
+    p.add_argument("action", choices=["test"], help="test")
+    p.add_argument("name", help="the channel's name in the config")
+    from watcher import cli_rules
+
+    cli_rules.register(add)
     return parser
 
 

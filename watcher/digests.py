@@ -119,6 +119,11 @@ def digest_payload(
             group["stories"].append(entry)
         entry["last_seen"] = story.get("last_seen")
         entry["sources"] = payload.get("sources", [])
+        latest = store.db.execute(
+            "SELECT title, last_seen, sources FROM stories WHERE id = ?", [story_id]
+        ).fetchone()
+        if latest is not None:  # the story as it stands now, not as it stood at its last alert
+            entry["title"], entry["last_seen"], entry["sources"] = latest[0], latest[1], json.loads(latest[2])
         entry["entries"] = (
             _entries(store, story_id)
             or [
