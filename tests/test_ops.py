@@ -190,3 +190,23 @@ def _item(key: str, at: datetime) -> Item:
         summary="",
         published=at,
     )
+
+
+@pytest.mark.anyio
+async def test_an_ops_alert_reaches_the_ops_channel_as_a_readable_message(store: Store) -> None:
+    from receivers import webhook_sink
+
+    from watcher.config import ChannelConfig, DeliveryConfig
+    from watcher.deliver import Deliverer
+
+    fail(store, NOW - timedelta(hours=7))
+    check_ops(store, active_rules=(), ops_channel="ops", now=NOW, policy=POLICY)
+    with webhook_sink() as hook:
+        deliverer = Deliverer(
+            store, {"ops": ChannelConfig(url=hook.url())}, DeliveryConfig(), clock=lambda: NOW
+        )
+        report = await deliverer.run_once()
+    assert report.sent == 1
+    [post] = hook.posts
+    assert post["title"] == "[HIGH] Feed health: feed kcna"
+    assert "feed kcna has failed for 7h (1 poll in a row): HTTP 503 Service Unavailable" in post["message"]

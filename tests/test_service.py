@@ -125,7 +125,7 @@ async def test_service_in_process_health_metrics_sighup_and_one_daemon_per_datab
     task = asyncio.create_task(daemon.run())
     try:
         ready = await asyncio.to_thread(notify.wait, "READY=1")
-        assert "STATUS=polling 1 feeds with 2 rules; outbox 0" in ready.split("\n")
+        assert "STATUS=polling 1 feed with 2 rules; outbox 0" in ready.split("\n")
         server = daemon.service.server
         assert server is not None
         async with httpx.AsyncClient(base_url=server.url) as client:
@@ -216,7 +216,7 @@ def test_systemd_notify_protocol_end_to_end(config: Path, feed_server: FeedServe
             ready = notify.wait("READY=1")
             assert ready.split("\n") == [
                 "READY=1",
-                "STATUS=polling 1 feeds with 2 rules; outbox 0",
+                "STATUS=polling 1 feed with 2 rules; outbox 0",
                 f"MAINPID={proc.pid}",
             ]
             assert notify.wait("WATCHDOG=1") == "WATCHDOG=1"

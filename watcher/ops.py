@@ -243,9 +243,16 @@ def _opened(event: str, s: Silence, message: str) -> OpsEvent:
 
 def payload(e: OpsEvent, *, now: datetime) -> dict[str, Any]:
     """An alert payload that watcher.render shows as it shows a rule's alert."""
-    title = "Feed health" if e.event.startswith("feed") else "Watch-list health"
+    is_feed = e.event.startswith("feed")
     return {
-        "rule": {"id": f"watcher:{e.event}", "title": title, "severity": e.severity, "description": ""},
+        "kind": "ops",
+        "rule": {
+            "id": f"watcher:{e.event}",
+            "title": "Feed health" if is_feed else "Watch-list health",
+            "severity": e.severity,
+            "description": "",
+        },
+        "story": {"title": f"{'feed' if is_feed else 'rule'} {e.subject}"},
         "items": [
             {
                 "title": e.message,

@@ -292,7 +292,7 @@ class Service:
             return "starting"
         feeds, rules = len(rt.pipeline.feeds), sum(r.enabled for r in rt.rules.watchlist.rules)
         outbox = rt.store.outbox_depth()
-        return f"polling {feeds} feeds with {rules} rules; outbox {outbox}"
+        return f"polling {_n(feeds, 'feed')} with {_n(rules, 'rule')}; outbox {outbox}"
 
     def _in_force(self) -> None:
         rt = self.daemon.runtime
@@ -302,6 +302,10 @@ class Service:
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _keep_database(loaded: LoadedConfig, database: Path) -> LoadedConfig:
