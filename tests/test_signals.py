@@ -196,7 +196,12 @@ def test_quiet_stories_close_and_a_new_report_opens_a_new_alert(store: Store) ->
     signals = Signals(store, channels={})
     feeder = Feeder(store, signals, rule(window="2h"))
     feeder.report(feed("nbc", "NBC News"), HEADLINES[9][2], minutes=0)
-    assert signals.close_quiet(T0 + timedelta(minutes=119)) == 0
+    # quiet is measured on the items' clock: with no newer item stored, nothing is quiet yet
+    assert signals.close_quiet(T0 + timedelta(days=30)) == 0
+    other = Item(feed="bbc", key="quake", link="https://bbc.example/q", title="Earthquake hits Afghanistan",
+                 summary="", published=T0 + timedelta(minutes=121))  # fmt: skip
+    store.store_items([other], now=T0 + timedelta(minutes=121))
+    assert signals.close_quiet(T0 + timedelta(minutes=119)) == 0  # never later than now
     assert signals.close_quiet(T0 + timedelta(minutes=121)) == 1
     again = feeder.report(feed("bbc", "BBC News"), HEADLINES[10][2], minutes=125)
     assert (again.story_id, again.link, again.kind) == (2, "new", "open")

@@ -12,7 +12,8 @@ item, so the story, its items and any alert with its deliveries are written toge
   update threshold (3, 10) or a primary source confirms it: then one ``update`` alert carries the
   items since the last message.
 - Immediate channels get a pending delivery; digest channels a ``held`` one for the next digest.
-- ``close_quiet`` closes the stories quiet for their window; a closed story takes no more items.
+- ``close_quiet`` closes the stories quiet for their window (on the items' clock); a closed story
+  takes no more items.
 """
 
 from __future__ import annotations
@@ -238,11 +239,17 @@ class Signals:
         return alert_id
 
     def close_quiet(self, now: datetime) -> int:
-        """Close the open stories quiet for longer than their window; return how many closed."""
+        """Close the open stories quiet for longer than their window; return how many closed.
+
+        Quiet is measured on the items' clock: against the newest item stored (never later than
+        ``now``), so a replay or a backfill of last week's items groups them as they happened.
+        """
+        newest = self.store.db.execute("SELECT max(published) FROM items").fetchone()
+        ref = min(now, from_iso(newest[0])) if newest and newest[0] else now
         return self.store.db.execute(
             "UPDATE stories SET state = 'closed', closed_at = ? WHERE state = 'open'"
             " AND julianday(last_seen) + window_s / 86400.0 < julianday(?)",
-            [iso(now), iso(now)],
+            [iso(now), iso(ref)],
         ).rowcount
 
 
