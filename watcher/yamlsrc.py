@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from rapidfuzz import process as fuzz_process
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from watcher.errors import ConfigError, Problem
@@ -23,6 +24,8 @@ from watcher.errors import ConfigError, Problem
 M = TypeVar("M", bound=BaseModel)
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_DEPTH = 100  # nesting levels of a YAML document (a rule's conditions nest a dozen at most)
+MAX_ALIAS_VALUES = 10_000  # values that aliases may add to a document beyond the ones written
 
 
 def display_path(path: Path | str) -> str:
@@ -55,8 +58,16 @@ def read_yaml(path: Path | str) -> Any:
 def parse_yaml_text(text: str, shown: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.composer.warn_double_anchors = False  # YAML allows it (an alias means the latest anchor)
+    yaml.max_depth = MAX_DEPTH  # deeper nesting would exhaust the stack (RecursionError) instead
     try:
-        return yaml.load(text)
+        doc = yaml.load(text)
+        _check_aliases(doc, shown)
+        return doc
+    except MaxDepthExceededError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        raise ConfigError(Problem(shown, line, col, f"nested deeper than {MAX_DEPTH} levels")) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -65,6 +76,51 @@ def parse_yaml_text(text: str, shown: str) -> Any:
         raise ConfigError(Problem(shown, line, col, f"invalid YAML: {what}")) from exc
     except YAMLError as exc:
         raise ConfigError(Problem(shown, 1, 1, f"invalid YAML: {exc}")) from exc
+
+
+def _check_aliases(doc: Any, shown: str) -> None:
+    """Refuse a document whose aliases multiply it (a "billion laughs" of nested anchors): aliases
+    may repeat values, but not add more than ``max(MAX_ALIAS_VALUES, values written)`` more."""
+    sizes: dict[int, int] = {}
+    reused: list[Any] = []
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            reused.append(node)
+            return known
+        sizes[id(node)] = 1  # a node that contains itself counts once
+        children = node.values() if isinstance(node, dict) else node
+        sizes[id(node)] = total = 1 + sum(size(child) for child in children)
+        return total
+
+    expanded = size(doc)
+    written = _written(doc, set())
+    if expanded - written > max(MAX_ALIAS_VALUES, written):
+        lc = getattr(max(reused, key=lambda n: sizes[id(n)]), "lc", None)
+        line, col = (lc.line + 1, lc.col + 1) if lc is not None else (1, 1)
+        raise ConfigError(
+            Problem(
+                shown,
+                line,
+                col,
+                f"aliases expand this file to {expanded:,} values (written: {written:,}); "
+                "an anchor used this way is refused",
+            )
+        )
+
+
+def _written(node: Any, seen: set[int]) -> int:
+    """Values as written: each container once, however often an alias repeats it."""
+    if not isinstance(node, dict | list):
+        return 1
+    if id(node) in seen:
+        return 0
+    seen.add(id(node))
+    children = node.values() if isinstance(node, dict) else node
+    return 1 + sum(_written(child, seen) for child in children)
 
 
 def position(doc: Any, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
