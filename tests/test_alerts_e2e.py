@@ -390,3 +390,37 @@ def test_a_kill_between_sent_and_recorded_resends_with_the_same_key(
             assert store.db.execute("SELECT state, attempts FROM deliveries").fetchall() == [("sent", 2)]
     finally:
         sink.close()
+
+
+def test_email_carries_the_key_and_the_story_thread(tmp_path: Path, smtp: SmtpSink) -> None:
+    from watcher.config import ChannelConfig, DeliveryConfig
+
+    with Store.open(tmp_path / "w.db") as store:
+        for kind in ("open", "update"):
+            store.create_alert(dedupe_key=f"watcher-{kind}", kind=kind, severity="high", title="Kim in Beijing",
+                               payload={"thread": "watcher-story-7", "update": {"threshold": 3, "sources": 3}},
+                               channels=["mail"], now=NOW, rule_id="kim", story_id=7)  # fmt: skip
+        deliverer = Deliverer(
+            store, {"mail": ChannelConfig(url=smtp.url())}, DeliveryConfig(), clock=lambda: NOW
+        )
+        assert asyncio.run(deliverer.run_once()).sent == 2
+    assert wait_for(lambda: len(smtp.messages) == 2)
+    headers = [(m["X-Watcher-Alert-Key"], m["References"]) for m in smtp.messages]
+    assert headers == [
+        ("watcher-open", "<watcher-story-7@watcher.invalid>"),
+        ("watcher-update", "<watcher-story-7@watcher.invalid>"),
+    ]
+
+
+def test_google_chat_updates_name_the_story_thread() -> None:
+    from watcher.config import ChannelConfig
+    from watcher.deliver import target_url
+    from watcher.store import Delivery
+
+    delivery = Delivery(id=1, alert_id=1, channel="chat", attempts=0, dedupe_key="watcher-abc", kind="update",
+                        severity="high", rule_id="kim", title="t", payload={"thread": "watcher-story-7"},
+                        created_at="", next_attempt_at="")  # fmt: skip
+    chat = ChannelConfig(url="gchat://workspace/key/token")
+    assert target_url(chat, delivery) == "gchat://workspace/key/token?thread=watcher-story-7"
+    hook = ChannelConfig(url="json://127.0.0.1:9/hook?a=1")
+    assert target_url(hook, delivery) == "json://127.0.0.1:9/hook?a=1&+X-Watcher-Alert-Key=watcher-abc"
