@@ -204,7 +204,11 @@ class Deliverer:
                 return
             if self._rate_limited(name, channel, now):
                 return  # the channel waits its turn (a later pass sends it); nothing is dropped
-            until = quiet_hold(channel, severity=delivery.severity, now=now)
+            try:
+                until = quiet_hold(channel, severity=delivery.severity, now=now)
+            except ValueError as exc:  # bad quiet hours: send rather than hold everything forever
+                log.error("channel %s: quiet hours ignored: %s", name, exc)
+                until = None
             if until is not None:  # held; a more severe alert behind it may still go
                 self.store.hold(delivery.id, until=until)
                 log.info("alert %s to %s held for quiet hours until %s", delivery.dedupe_key, name, until)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from watcher.route import digest_due
 from watcher.store import Store, from_iso, iso
 
 ENTRIES_PER_STORY = 5
+log = logging.getLogger(__name__)
 
 
 def make_digests(store: Store, channels: Mapping[str, ChannelConfig], now: datetime) -> list[int]:
@@ -30,8 +32,12 @@ def make_digests(store: Store, channels: Mapping[str, ChannelConfig], now: datet
     for name, channel in channels.items():
         if channel.mode != "digest" or channel.digest is None:
             continue
-        with store.db.atomic():
-            alert_id = _digest(store, name, channel, now)
+        try:
+            with store.db.atomic():
+                alert_id = _digest(store, name, channel, now)
+        except ValueError as exc:  # a bad schedule must not stop the other channels' deliveries
+            log.error("channel %s: digest not sent: %s", name, exc)
+            continue
         if alert_id is not None:
             made.append(alert_id)
     return made
