@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from watcher.config import load_config
+from watcher.config import embedded_defaults_dir, load_config
 from watcher.errors import ConfigError, Problem, WatcherError
 from watcher.rules import load_watchlist
 from watcher.yamledit import (
@@ -231,3 +232,58 @@ def test_write_atomic_keeps_mode_and_follows_symlinks(tmp_path: Path) -> None:
     assert link.is_symlink() and real.read_text() == "a: 2\n"
     assert stat.S_IMODE(os.stat(real).st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.yaml", "real.yaml"]
+
+
+def _changes(before: str, after: str) -> list[str]:
+    """The lines removed (-) and added (+), in order."""
+    return [
+        line.rstrip("\n")
+        for line in difflib.ndiff(before.splitlines(keepends=True), after.splitlines(keepends=True))
+        if line[:1] in "+-"
+    ]
+
+
+def test_edits_of_the_shipped_watch_list_touch_only_their_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    wl = tmp_path / "watchlist.yaml"
+    shipped = (embedded_defaults_dir() / "watchlist.yaml").read_text(encoding="utf-8")
+    wl.write_text(shipped, encoding="utf-8")  # hand-wrapped flow lists a round trip would re-flow
+
+    set_rule_enabled(wl, "weapons-display", False)
+    assert _changes(shipped, wl.read_text()) == ["+     enabled: false"]
+
+    before = wl.read_text()
+    add_rule(wl, build_rule("kim-visit", "Kim travels", entities=["kim-jong-un"], any_=["arrives in"]))
+    assert _changes(before, wl.read_text()) == [
+        "+   - id: kim-visit",
+        "+     title: Kim travels",
+        "+     all:",
+        "+       - entity: kim-jong-un",
+        "+     any: [arrives in]",
+    ]
+
+    before = wl.read_text()
+    remove_rule(wl, "demarche")
+    removed = _changes(before, wl.read_text())
+    assert removed[0] == "-   - id: demarche" and all(line.startswith("- ") for line in removed)
+    assert [
+        r.id for r in load_watchlist(wl).rules if r.id in ("demarche", "kim-visit", "weapons-display")
+    ] == [
+        "weapons-display",
+        "kim-visit",
+    ]
+
+
+def test_flow_style_rules_fall_back_to_a_round_trip(wl: Path) -> None:
+    flow = (
+        "rules:\n  - {id: a, title: A, any: [alpha]}   # one line each\n  - {id: b, title: B, any: [bravo]}\n"
+    )
+    wl.write_text(flow)
+    set_rule_enabled(wl, "a", False)
+    assert wl.read_text() == (
+        "rules:\n  - {id: a, title: A, enabled: false, any: [alpha]} # one line each\n  - {id: b, title: B, any: [bravo]}\n"
+    )
+    remove_rule(wl, "b")
+    assert [(r.id, r.enabled) for r in load_watchlist(wl).rules] == [("a", False)]

@@ -29,6 +29,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from watcher import yamlsplice
 from watcher.config import LoadedConfig, load_config
 from watcher.errors import ConfigError, Problem, WatcherError
 from watcher.rules import load_watchlist
@@ -122,19 +123,18 @@ def add_rule(
     target = Path(file) if file is not None else Path(watchlist)
     rule_id = str(rule.get("id", ""))
     with _locked(target.parent):
-        doc, yaml = _load(target)
-        rules = _child_seq(doc, "rules")
-        rules.append(_commented(rule))
-        _save_watchlist(watchlist, target, doc, yaml, channels)
+        f = _load(target)
+        text = f.appended("rules", rule)
+        _save_watchlist(watchlist, target, text, channels)
     return Edit(target, f"rule {rule_id!r} added to {display_path(target)}")
 
 
 def remove_rule(watchlist: Path, rule_id: str, *, channels: Collection[str] | None = None) -> Edit:
     target, _ = _find_rule(watchlist, rule_id)
     with _locked(target.parent):
-        doc, yaml = _load(target)
-        del doc["rules"][_rule_index(doc, rule_id, target)]
-        _save_watchlist(watchlist, target, doc, yaml, channels)
+        f = _load(target)
+        text = f.deleted("rules", _rule_index(f.doc, rule_id, target))
+        _save_watchlist(watchlist, target, text, channels)
     return Edit(target, f"rule {rule_id!r} removed from {display_path(target)}")
 
 
@@ -145,20 +145,12 @@ def set_rule_enabled(
     word = "enabled" if enabled else "disabled"
     target, effective = _find_rule(watchlist, rule_id, channels=channels)
     with _locked(target.parent):
-        doc, yaml = _load(target)
-        node = doc["rules"][_rule_index(doc, rule_id, target)]
-        current = node.get("enabled", effective)
-        if current is enabled:
+        f = _load(target)
+        node = f.doc["rules"][_rule_index(f.doc, rule_id, target)]
+        if node.get("enabled", effective) is enabled:
             return Edit(target, f"rule {rule_id!r} is already {word}", changed=False)
-        if "enabled" in node:
-            node["enabled"] = enabled
-        else:
-            keys = list(node)
-            after = (
-                keys.index("title") + 1 if "title" in keys else (keys.index("id") + 1 if "id" in keys else 0)
-            )
-            node.insert(after, "enabled", enabled)
-        _save_watchlist(watchlist, target, doc, yaml, channels)
+        text = f.with_key(node, "enabled", enabled, after=("title", "id"))
+        _save_watchlist(watchlist, target, text, channels)
     return Edit(target, f"rule {rule_id!r} {word} in {display_path(target)}")
 
 
@@ -168,8 +160,7 @@ def _find_rule(
     """The file that defines ``rule_id``, and whether the rule is enabled now (None if unknown)."""
     known: list[str] = []
     for path in watchlist_files(watchlist):
-        doc, _ = _load(path)
-        rules = doc.get("rules") if isinstance(doc, CommentedMap) else None
+        rules = _load(path).doc.get("rules")
         for node in rules if isinstance(rules, list) else []:
             if isinstance(node, Mapping) and node.get("id") == rule_id:
                 try:
@@ -210,8 +201,7 @@ def watchlist_files(root: Path) -> list[Path]:
     return out
 
 
-def _save_watchlist(root: Path, target: Path, doc: Any, yaml: YAML, channels: Collection[str] | None) -> None:
-    text = _dump(doc, yaml)
+def _save_watchlist(root: Path, target: Path, text: str, channels: Collection[str] | None) -> None:
     _check_mirrored(root, target, text, lambda p: load_watchlist(p, channels=channels))
     write_atomic(target, text)
 
@@ -222,27 +212,24 @@ def _save_watchlist(root: Path, target: Path, doc: Any, yaml: YAML, channels: Co
 def add_feed(config: Path, feed: Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Edit:
     """Append a feed (name, url, and optionally interval, tags, publisher, tier) to the config."""
     with _locked(config.parent):
-        doc, yaml = _load(config)
-        _child_seq(doc, "feeds").append(_commented(feed))
-        _save_config(config, doc, yaml, environ)
+        text = _load(config).appended("feeds", feed)
+        _save_config(config, text, environ)
     return Edit(config, f"feed {feed.get('name')!r} added to {display_path(config)}")
 
 
 def remove_feed(config: Path, name: str, *, environ: Mapping[str, str] | None = None) -> Edit:
     with _locked(config.parent):
-        doc, yaml = _load(config)
-        feeds = doc.get("feeds") if isinstance(doc, CommentedMap) else None
-        names = [str(f.get("name")) for f in feeds or [] if isinstance(f, Mapping)]
+        f = _load(config)
+        feeds = f.doc.get("feeds")
+        names = [str(x.get("name")) for x in feeds or [] if isinstance(x, Mapping)]
         if name not in names:
             raise WatcherError(f"no feed {name!r} in {display_path(config)}{did_you_mean(name, names)}")
-        assert feeds is not None
-        del feeds[names.index(name)]
-        _save_config(config, doc, yaml, environ)
+        text = f.deleted("feeds", names.index(name))
+        _save_config(config, text, environ)
     return Edit(config, f"feed {name!r} removed from {display_path(config)}")
 
 
-def _save_config(config: Path, doc: Any, yaml: YAML, environ: Mapping[str, str] | None) -> None:
-    text = _dump(doc, yaml)
+def _save_config(config: Path, text: str, environ: Mapping[str, str] | None) -> None:
     _check_mirrored(config, config, text, lambda p: load_config(p, environ=LenientEnviron(environ)))
     write_atomic(config, text)
 
@@ -250,7 +237,66 @@ def _save_config(config: Path, doc: Any, yaml: YAML, environ: Mapping[str, str] 
 # ── YAML round trip, validation and the atomic write ─────────────────────────────────────
 
 
-def _load(path: Path) -> tuple[Any, YAML]:
+@dataclass
+class _Loaded:
+    """One file being edited: its text, its round-trip document, and the YAML settings it was read with.
+
+    Each edit is first tried as a line splice (watcher.yamlsplice: untouched lines stay byte for byte),
+    checked by re-reading it; when the layout is one the splice does not handle, the document is
+    re-emitted whole (comments and order kept, hand-wrapped flow lists re-flowed).
+    """
+
+    path: Path
+    text: str
+    doc: CommentedMap
+    yaml: YAML
+
+    def appended(self, key: str, value: Mapping[str, Any]) -> str:
+        node = _commented(value)
+        spliced = yamlsplice.append_item(self.text, self.doc, key, self._item_lines(key, node))
+        _child_seq(self.doc, key).append(node)
+        return self._checked(spliced)
+
+    def deleted(self, key: str, index: int) -> str:
+        spliced = yamlsplice.delete_item(self.text, self.doc, key, index)
+        del self.doc[key][index]
+        return self._checked(spliced)
+
+    def with_key(self, node: CommentedMap, key: str, value: bool, *, after: tuple[str, ...]) -> str:
+        spliced = yamlsplice.set_key(self.text, node, key, "true" if value else "false", after=after)
+        if key in node:
+            node[key] = value
+        else:
+            keys = list(node)
+            anchor = next((k for k in after if k in keys), None)
+            node.insert(keys.index(anchor) + 1 if anchor else 0, key, value)
+        return self._checked(spliced)
+
+    def _item_lines(self, key: str, node: Any) -> list[str]:
+        """``node`` as the lines of one item of a block sequence, the dash at column 0."""
+        lines = _dump(CommentedMap([(key, CommentedSeq([node]))]), self.yaml).splitlines(keepends=True)[1:]
+        dash = lines[0].index("-") if lines else 0
+        return [ln[dash:] if ln[:dash].strip() == "" else ln for ln in lines]
+
+    def _checked(self, spliced: str | None) -> str:
+        if spliced is not None:
+            try:
+                if _plain(YAML(typ="rt").load(spliced)) == _plain(self.doc):
+                    return spliced
+            except YAMLError:
+                pass
+        return _dump(self.doc, self.yaml)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _load(path: Path) -> _Loaded:
     shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -271,7 +317,7 @@ def _load(path: Path) -> tuple[Any, YAML]:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
         raise ConfigError(Problem(shown, 1, 1, "the file must be a mapping of keys to edit it"))
-    return doc, yaml
+    return _Loaded(path, text, doc, yaml)
 
 
 def _seq_indent(text: str) -> tuple[int, int]:
