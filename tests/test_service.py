@@ -196,6 +196,36 @@ async def test_feeds_added_removed_and_retimed_live(
     assert "reload: feeds added: second" in caplog.messages
 
 
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_feed_down_then_back_sends_one_ops_alert_each_way(
+    config: Path, feed_server: FeedServer, hook: WebhookSink
+) -> None:
+    _append(config, "ops_channel: hook\nfeed_failure_alert: 1s\n")
+    feed_server.set("/wire.xml", body=b"", status=503)
+    daemon = Daemon(load_config(config), config_path=config, watch=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        assert await asyncio.to_thread(wait_for, lambda: feed_server.hits("/wire.xml") >= 2, 20)
+        assert [e.event for e in daemon.service.check_ops_now()] == ["feed-down"]
+        assert daemon.service.check_ops_now() == []  # once per episode
+        assert await asyncio.to_thread(wait_for, lambda: len(titles(hook)) == 1, 20)
+        feed_server.set("/wire.xml", body=rss())
+        hits = feed_server.hits("/wire.xml")
+        assert await asyncio.to_thread(wait_for, lambda: feed_server.hits("/wire.xml") > hits + 1, 30)
+        assert [e.event for e in daemon.service.check_ops_now()] == ["feed-recovered"]
+        assert await asyncio.to_thread(wait_for, lambda: len(titles(hook)) == 2, 20)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 15)
+    assert titles(hook) == ["[HIGH] Feed health: feed wire", "[INFO] Feed health: feed wire"]
+    assert "HTTP 503" in hook.messages()[0] and "recovered" in hook.messages()[1]
+
+
 def _daemon(config: Path, stderr: object, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "watcher", "run", "--config", str(config)],

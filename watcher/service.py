@@ -30,7 +30,7 @@ from watcher.errors import ConfigError
 from watcher.health import HealthCheck, HealthServer
 from watcher.logs import channel_secrets, redactor
 from watcher.metrics import Metrics
-from watcher.ops import OpsPolicy, check_ops
+from watcher.ops import OpsEvent, OpsPolicy, check_ops
 from watcher.reload import diff, watch_files
 from watcher.sdnotify import Notifier
 from watcher.status import prune
@@ -257,9 +257,13 @@ class Service:
     # ── housekeeping ─────────────────────────────────────────────────────────────────────
 
     async def _ops_job(self) -> None:
+        self.check_ops_now()
+
+    def check_ops_now(self) -> list[OpsEvent]:
+        """Run the ops checks (feed down/recovered, silences) now; the scheduler does it every 5 min."""
         rt = self.daemon.runtime
         if rt is None:
-            return
+            return []
         cfg = rt.loaded.config
         events = check_ops(
             rt.store,
@@ -270,6 +274,7 @@ class Service:
         )
         if any(e.sent for e in events) and cfg.ops_channel:
             self.daemon.wake_delivery()
+        return events
 
     async def _prune_job(self) -> None:
         rt = self.daemon.runtime
