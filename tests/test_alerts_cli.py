@@ -112,3 +112,18 @@ def test_channels_test_sends_a_message_and_reports_apprise_answer(
     assert out.startswith("down (json://127.0.0.1:9/nothing-listens-here): failed: ") and "JSON" in out
     assert main(["channels", "test", "hoook", "--config", str(config)]) == 2
     assert "no channel 'hoook' (did you mean 'hook'?)" in capsys.readouterr().err
+
+
+def test_check_warns_about_a_broken_user_template(
+    tmp_path: Path, hook: WebhookSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, hook)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "alert.text.j2").write_text("{{ rule.title }} {% if %}", encoding="utf-8")
+    (tmp_path / "templates" / "digest.text.j2").write_text("{{ story_count }} stories\n", encoding="utf-8")
+    assert main(["check", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"warning: {tmp_path / 'templates' / 'alert.text.j2'}: TemplateSyntaxError: Expected an expression,"
+        " got 'end of statement block' (the shipped template is used instead)\n"
+    )

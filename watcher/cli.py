@@ -91,6 +91,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         rules = None
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for warning in _template_problems(loaded):
+        print(f"warning: {warning} (the shipped template is used instead)", file=sys.stderr)
     if problems:
         _print_problems(problems)
         return 1
@@ -101,6 +103,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(rules.watchlist.rules)} rules"
     )
     return 0
+
+
+def _template_problems(loaded: LoadedConfig) -> list[str]:
+    from watcher.render import Renderer, user_template_dir
+
+    return Renderer(user_template_dir(loaded.path)).check()
 
 
 def cmd_match(args: argparse.Namespace) -> int:

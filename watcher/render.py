@@ -250,17 +250,21 @@ class Renderer:
         body = self._render(f"{what}.{kind}.j2", kind, context).strip() + "\n"
         return Message(title=_SPACE.sub(" ", title)[:250], body=body, body_format=BODY_FORMAT[kind])
 
-    def check(self, samples: Iterable[dict[str, Any]]) -> list[str]:
-        """Problems with the user's templates: each is compiled and rendered with ``samples``."""
+    def check(self, samples: Iterable[dict[str, Any]] = ()) -> list[str]:
+        """Problems with the user's templates: each is compiled and rendered with ``samples``
+        (default ``SAMPLES``: an open alert, an update and a digest)."""
+        samples = list(samples) or SAMPLES
         if self.template_dir is None:
             return []
         problems: list[str] = []
         for path in sorted(self.template_dir.glob("*.j2")):
             kind = path.name.split(".")[1] if path.name.count(".") == 2 else "text"
             env = self._env(_KIND_NAMES.get(kind, "text"), user=True)
+            digest = path.name.startswith("digest.")
+            chosen = [x for x in samples if path.name == "title.j2" or (x.get("kind") == "digest") == digest]
             try:
                 template = env.get_template(path.name)
-                for sample in samples:
+                for sample in chosen:
                     count = sum(len(r.get("stories", ())) for r in sample.get("rules", ()))
                     template.render(
                         {**sample, "key": "watcher-check", "message_kind": kind, "story_count": count}
@@ -269,6 +273,44 @@ class Renderer:
                 problems.append(f"{path}: {type(exc).__name__}: {exc}")
         return problems
 
+
+_ITEM = {
+    "title": "Xi, Putin and Kim stand together at Beijing parade",
+    "link": "https://news.example/trio",
+    "feed": "wire",
+    "publisher": "Wire",
+    "published": "2025-09-03T01:59:00+00:00",
+    "tier": "secondary",
+}
+_ALERT: dict[str, Any] = {
+    "kind": "open",
+    "rule": {"id": "trio-together", "title": "Xi, Putin and Kim appear together", "severity": "high"},
+    "story": {"id": 1, "title": _ITEM["title"], "first_seen": _ITEM["published"], "item_count": 1},
+    "items": [_ITEM],
+    "evidence": [{"term": "xi", "kind": "entity", "field": "title", "text": "Xi"}],
+    "sources": ["Wire"], "copies": [], "primary": [], "thread": "watcher-story-1",
+}  # fmt: skip
+SAMPLES: list[dict[str, Any]] = [
+    _ALERT,
+    {
+        **_ALERT,
+        "kind": "update",
+        "update": {"threshold": 3, "sources": 3},
+        "sources": ["Wire", "Paper", "Agency"],
+    },
+    {
+        "kind": "digest",
+        "period": {"start": "2025-09-03T00:00:00+00:00", "end": "2025-09-04T00:00:00+00:00"},
+        "rules": [
+            {
+                "id": "trio-together",
+                "title": "Xi, Putin and Kim appear together",
+                "severity": "high",
+                "stories": [{"id": 1, "title": _ITEM["title"], "sources": ["Wire"], "entries": [_ITEM]}],
+            }
+        ],
+    },
+]
 
 _default = Renderer()
 
