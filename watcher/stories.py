@@ -24,6 +24,7 @@ pipeline rebuilds it from the database on start with ``add``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -126,9 +127,15 @@ def rare_words(title: str) -> frozenset[str]:
 
 
 def _text(entry: Entry) -> _Text:
-    tokens = _tokens(entry.title)
-    summary = " ".join(_tokens(entry.summary)) if entry.summary else ""
-    return _Text(" ".join(tokens), tokens, rare_words(entry.title), summary, summary.count(" ") + 1)
+    return _text_of(entry.title, entry.summary)
+
+
+@functools.lru_cache(maxsize=16384)
+def _text_of(title: str, summary: str) -> _Text:
+    """Tokenized once per distinct text: a story's items are compared again with every new item."""
+    tokens = _tokens(title)
+    folded = " ".join(_tokens(summary)) if summary else ""
+    return _Text(" ".join(tokens), tokens, rare_words(title), folded, folded.count(" ") + 1)
 
 
 def _reappear(rare: frozenset[str], tokens: tuple[str, ...]) -> bool:
