@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from watcher.errors import ConfigError
+from watcher.errors import WatcherError
 from watcher.health import Health, HealthCheck, HealthServer, parse_listen, probe_database
 from watcher.metrics import Metrics
 from watcher.store import Store
@@ -196,5 +196,5 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("listen", ["127.0.0.1", ":80x", "host:70000", ""])
 def test_parse_listen_refuses(listen: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(WatcherError):
         parse_listen(listen)

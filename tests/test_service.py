@@ -27,7 +27,7 @@ from receivers import WebhookSink, wait_for, webhook_sink
 
 from watcher.config import load_config
 from watcher.daemon import Daemon
-from watcher.errors import StoreError
+from watcher.errors import StoreError, WatcherError
 from watcher.yamledit import add_feed, add_rule, build_rule, remove_feed, write_atomic
 
 WATCHLIST = """\
@@ -194,6 +194,23 @@ async def test_feeds_added_removed_and_retimed_live(
         daemon.stop()
         await asyncio.wait_for(task, 15)
     assert "reload: feeds added: second" in caplog.messages
+
+
+def _listen_on_taken_port(config: Path, port: int) -> None:
+    config.write_text(config.read_text().replace("listen: '127.0.0.1:0'", f"listen: '127.0.0.1:{port}'"))
+
+
+@pytest.mark.anyio
+async def test_a_taken_health_port_stops_the_start_with_a_clear_message(config: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        await asyncio.to_thread(_listen_on_taken_port, config, port)
+        with pytest.raises(
+            WatcherError, match=rf"^http.listen 127.0.0.1:{port}: cannot listen there: .*in use"
+        ):
+            await Daemon(load_config(config), config_path=config, watch=False).run()
 
 
 def _append(path: Path, text: str) -> None:

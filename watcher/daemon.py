@@ -194,6 +194,7 @@ class Daemon:
                     log.info("stopping")
                     self.service.stopping()
                 finally:
+                    self.stop()  # also when the start failed: the delivery loop must end
                     await self._shutdown()
                     await self.service.close()
         finally:

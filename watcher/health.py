@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from watcher.errors import ConfigError
+from watcher.errors import WatcherError
 from watcher.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,11 @@ def parse_listen(listen: str) -> tuple[str, int]:
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not port_text.isdigit() or not host:
-            raise ConfigError(f"http.listen {listen!r}: write host:port, e.g. 127.0.0.1:9108")
+            raise WatcherError(f"http.listen {listen!r}: write host:port, e.g. 127.0.0.1:9108")
         host = host.removeprefix("[").removesuffix("]")
     port = int(port_text)
     if port > 65535:
-        raise ConfigError(f"http.listen {listen!r}: port {port} is out of range")
+        raise WatcherError(f"http.listen {listen!r}: port {port} is out of range")
     return host, port
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.config import LoadedConfig, load_config
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, WatcherError
 from watcher.health import HealthCheck, HealthServer
 from watcher.logs import channel_secrets, redactor
 from watcher.metrics import Metrics
@@ -118,7 +118,7 @@ class Service:
             try:
                 await self.server.start()
             except OSError as exc:
-                raise ConfigError(
+                raise WatcherError(
                     f"http.listen {http.listen}: cannot listen there: {exc.strerror or exc}"
                 ) from exc
         loop = asyncio.get_running_loop()
