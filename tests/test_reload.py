@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from watcher.atomicwrite import write_atomic
 from watcher.config import Config, load_config
 from watcher.reload import Changes, diff, watch_files
 from watcher.rules import Watchlist, load_watchlist
-from watcher.yamledit import write_atomic
 
 CONFIG = """\
 poll: {interval: 10m, jitter: 30s}

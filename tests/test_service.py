@@ -25,10 +25,11 @@ import pytest
 from feedserver import FeedServer
 from receivers import WebhookSink, wait_for, webhook_sink
 
+from watcher.atomicwrite import write_atomic
 from watcher.config import load_config
 from watcher.daemon import Daemon
 from watcher.errors import StoreError, WatcherError
-from watcher.yamledit import add_feed, add_rule, build_rule, remove_feed, write_atomic
+from watcher.yamledit import add_feed, add_rule, build_rule, remove_feed
 
 WATCHLIST = """\
 # phrases that appear in no real headline, one rule each

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from watcher.atomicwrite import write_atomic
 from watcher.config import embedded_defaults_dir, load_config
 from watcher.errors import ConfigError, Problem, WatcherError
 from watcher.rules import load_watchlist
@@ -22,7 +23,6 @@ from watcher.yamledit import (
     remove_rule,
     set_rule_enabled,
     watchlist_files,
-    write_atomic,
 )
 
 WATCHLIST = """\

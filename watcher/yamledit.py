@@ -11,13 +11,10 @@ Secrets are not needed to edit: a ``${NAME}`` that is not set in this shell vali
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import itertools
 import os
 import re
-import stat
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from watcher import yamlsplice
+from watcher.atomicwrite import locked, write_atomic
 from watcher.config import LoadedConfig, load_config
 from watcher.errors import ConfigError, Problem, WatcherError
 from watcher.rules import load_watchlist
@@ -122,7 +120,7 @@ def add_rule(
     """Append ``rule`` to the watch list's main file (or to ``file``, one of its includes)."""
     target = Path(file) if file is not None else Path(watchlist)
     rule_id = str(rule.get("id", ""))
-    with _locked(target.parent):
+    with locked(target.parent):
         f = _load(target)
         text = f.appended("rules", rule)
         _save_watchlist(watchlist, target, text, channels)
@@ -131,7 +129,7 @@ def add_rule(
 
 def remove_rule(watchlist: Path, rule_id: str, *, channels: Collection[str] | None = None) -> Edit:
     target, _ = _find_rule(watchlist, rule_id)
-    with _locked(target.parent):
+    with locked(target.parent):
         f = _load(target)
         text = f.deleted("rules", _rule_index(f.doc, rule_id, target))
         _save_watchlist(watchlist, target, text, channels)
@@ -144,7 +142,7 @@ def set_rule_enabled(
     """Set ``enabled:`` on a rule; no write when it is already in that state."""
     word = "enabled" if enabled else "disabled"
     target, effective = _find_rule(watchlist, rule_id, channels=channels)
-    with _locked(target.parent):
+    with locked(target.parent):
         f = _load(target)
         node = f.doc["rules"][_rule_index(f.doc, rule_id, target)]
         if node.get("enabled", effective) is enabled:
@@ -211,14 +209,14 @@ def _save_watchlist(root: Path, target: Path, text: str, channels: Collection[st
 
 def add_feed(config: Path, feed: Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Edit:
     """Append a feed (name, url, and optionally interval, tags, publisher, tier) to the config."""
-    with _locked(config.parent):
+    with locked(config.parent):
         text = _load(config).appended("feeds", feed)
         _save_config(config, text, environ)
     return Edit(config, f"feed {feed.get('name')!r} added to {display_path(config)}")
 
 
 def remove_feed(config: Path, name: str, *, environ: Mapping[str, str] | None = None) -> Edit:
-    with _locked(config.parent):
+    with locked(config.parent):
         f = _load(config)
         feeds = f.doc.get("feeds")
         names = [str(x.get("name")) for x in feeds or [] if isinstance(x, Mapping)]
@@ -401,43 +399,3 @@ def _check_mirrored(root: Path, target: Path, text: str, load: Callable[[Path], 
 
             problems = [Problem(real(p.file), p.line, p.column, real(p.message)) for p in exc.problems]
             raise ConfigError(problems) from None
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Serialize edits in one directory (an flock on the directory itself: no lock file to leave behind)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` (through a symlink, keeping mode and owner) with ``text``, all or nothing."""
-    real = Path(path).resolve()
-    try:
-        st: os.stat_result | None = real.stat()
-    except FileNotFoundError:
-        st = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if st is not None:
-            os.chmod(tmp, stat.S_IMODE(st.st_mode))
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
