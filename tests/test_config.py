@@ -153,3 +153,15 @@ def test_config_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / "config").mkdir()
     (tmp_path / "config/watcher.yaml").write_text("{}\n")
     assert resolve_config_path(None, {}) == Path("config/watcher.yaml")
+
+
+def test_digest_and_quiet_hours_times_are_checked_where_written(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "channels:\n  d:\n    url: json://127.0.0.1:9/\n    mode: digest\n    digest: {at: '7am', timezone: Asia/Seol}\n"
+        "    quiet_hours: {start: '22:00', end: '25:00'}\n",
+    )
+    got = problems(path)
+    assert [p.split(": ", 1)[0].rsplit(":", 2)[1:] for p in got] == [["5", "18"], ["5", "35"], ["6", "40"]]
+    assert "a time of day is written HH:MM" in got[0]
+    assert "unknown time zone 'Asia/Seol'" in got[1]

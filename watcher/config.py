@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -36,6 +37,7 @@ DEFAULT_CONFIG = Path("config/watcher.yaml")
 ENV_CONFIG = "WATCHER_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def _duration(value: Any) -> float:
@@ -123,17 +125,37 @@ class FeedConfig(_Strict):
         return host
 
 
+def _time_of_day(value: Any) -> str:
+    if not isinstance(value, str) or not _HHMM.match(value.strip()):
+        raise ValueError(f"a time of day is written HH:MM, e.g. '07:00', got {value!r}")
+    return value.strip()
+
+
+def _time_zone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as 'Asia/Seoul' or 'UTC'"
+        ) from None
+    return str(value)
+
+
+TimeOfDay = Annotated[str, BeforeValidator(_time_of_day)]
+TimeZone = Annotated[str, BeforeValidator(_time_zone)]
+
+
 class QuietHours(_Strict):
-    start: str = Field(description="HH:MM local time")
-    end: str = Field(description="HH:MM local time")
-    timezone: str = "UTC"
+    start: TimeOfDay = Field(description="HH:MM local time")
+    end: TimeOfDay = Field(description="HH:MM local time")
+    timezone: TimeZone = "UTC"
     min_severity: Severity = Field(default="critical", description="alerts at or above this still pass")
 
 
 class DigestConfig(_Strict):
     every: Duration | None = Field(default=None, description="send a digest this often, e.g. 1h")
-    at: str | None = Field(default=None, description="or daily at HH:MM local time")
-    timezone: str = "UTC"
+    at: TimeOfDay | None = Field(default=None, description="or daily at HH:MM local time")
+    timezone: TimeZone = "UTC"
 
 
 class RateLimit(_Strict):
