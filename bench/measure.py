@@ -29,6 +29,7 @@ class Run:
     peak_rss: int  # bytes, sum over the process tree at its largest
     returncode: int
     output: str = ""  # stdout + stderr, tail
+    background: float = 0.0  # share of the machine's CPU used by other processes meanwhile (0-1)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RssSampler:
         self.interval = interval
         self.peak = 0
         self.last = 0
+        self._cpu: dict[int, float] = {}  # last CPU seconds seen per process of the tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
@@ -81,7 +83,23 @@ class RssSampler:
         while not self._stop.is_set():
             self.last = tree_rss(self.proc)
             self.peak = max(self.peak, self.last)
+            self._sample_cpu()
             self._stop.wait(self.interval)
+
+    def _sample_cpu(self) -> None:
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                self._cpu[p.pid] = float(t.user + t.system)
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of every process of the tree seen so far (up to its last sample)."""
+        return sum(self._cpu.values())
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -90,6 +108,34 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _busy() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
+
+
+def background_load(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU in use (0-1) over ``seconds``: by others, when we are idle."""
+    return float(psutil.cpu_percent(interval=seconds)) / 100
+
+
+QUIET_BUDGET = [180.0]  # seconds of waiting left for the whole run (``wait_quiet`` spends it)
+
+
+def wait_quiet(*, threshold: float = 0.25, max_wait: float = 60.0) -> float:
+    """Wait (up to ``max_wait`` s, within the run's budget) until other processes use under ``threshold``
+    of the CPU; return the load.
+
+    The machine may be shared: a run that starts under someone else's test suite measures both.
+    """
+    started = time.monotonic()
+    deadline = started + min(max_wait, QUIET_BUDGET[0])
+    load = background_load(0.5)
+    while load >= threshold and time.monotonic() < deadline:
+        load = background_load()
+    QUIET_BUDGET[0] = max(0.0, QUIET_BUDGET[0] - (time.monotonic() - started))
+    return load
 
 
 def run(
@@ -101,6 +147,7 @@ def run(
     check: bool = True,
 ) -> Run:
     """Run ``argv`` to completion and measure it. Raises ``RuntimeError`` on failure when ``check``."""
+    busy0 = _busy()
     started = time.perf_counter()
     proc = subprocess.Popen(
         [str(a) for a in argv],
@@ -128,11 +175,13 @@ def run(
                 break
             time.sleep(0.01)
     wall = time.perf_counter() - started
+    busy = _busy() - busy0
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(5)
     output = "".join(chunks)
-    cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
-    result = Run(wall, cpu, sampler.peak, proc.returncode, output[-4000:])
+    cpu = max((usage.ru_utime + usage.ru_stime) if usage is not None else 0.0, sampler.cpu)
+    others = max(0.0, busy - cpu) / (wall * (os.cpu_count() or 1))
+    result = Run(wall, cpu, sampler.peak, proc.returncode, output[-4000:], min(1.0, others))
     if check and result.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {result.returncode}:\n{result.output[-2000:]}")
     return result

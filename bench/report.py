@@ -75,8 +75,8 @@ def poll_table(results: Sequence[Result], *, full: int, reference: str) -> list[
     """Markdown rows for scenarios 1-3: one per (scenario, tool); ratios against ``reference``'s median."""
     lines = [
         f"| scenario | tool | feeds polled | wall s, median (min–max) | s at {full:,} feeds "
-        "| items/s | new items found | peak RSS | vs watcher |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| items/s | new items found | peak RSS | vs watcher | others' CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in ("cold", "warm", "steady"):
         rows = [r for r in results if r.scenario == scenario]
@@ -92,7 +92,7 @@ def poll_table(results: Sequence[Result], *, full: int, reference: str) -> list[
             lines.append(
                 f"| {SCENARIO_NAMES[scenario]} | {r.tool} | {r.feeds:,} | {secs(r.wall.median)} "
                 f"({spread(r.wall.lo, r.wall.hi)}) | {secs(at_full)}{scaled_note} | {rate} | {found} "
-                f"| {r.rss.median / 1e6:.0f} MB | {vs} |"
+                f"| {r.rss.median / 1e6:.0f} MB | {vs} | {r.background.median:.0%} |"
             )
     return lines
 

@@ -26,11 +26,12 @@ sys.path.insert(0, str(HERE))
 
 import daemon  # noqa: E402
 import farmcheck  # noqa: E402
+import measure  # noqa: E402
 import report  # noqa: E402
 from farmctl import FarmProcess  # noqa: E402
 from peers import Feed2Exec, Naive, Rss2Email, Tool  # noqa: E402
 from rulesets import naive_rules  # noqa: E402
-from scenarios import Plan, Result, poll_scenarios  # noqa: E402
+from scenarios import Plan, Result, inproc_scenarios, poll_scenarios  # noqa: E402
 from watcher_tool import HTTPX2_PIN, Watcher  # noqa: E402
 
 import docs  # noqa: E402
@@ -60,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     quick = args.quick
     full = args.feeds if not quick or args.feeds != 1000 else 200
-    peer_feeds = args.peer_feeds or (8 if quick else 40)
+    peer_feeds = args.peer_feeds or (8 if quick else 30)
     runs = args.runs or (1 if quick else 3)
     skip = set(filter(None, args.skip.split(",")))
-    plan = Plan(runs=runs)
+    plan = Plan(runs=runs, quiet_wait=5 if quick else 30)
+    measure.QUIET_BUDGET[0] = 20 if quick else 180
     started = time.time()
     safe, why = pool_safe()
     workers = None if safe else 0
@@ -89,10 +91,20 @@ def main(argv: list[str] | None = None) -> int:
             f"304s with {warm_load.farm_cpu:.2f} s."
         )
         print(farm_note, flush=True)
-        hook = WORK / "hook"
         main_tool = Watcher(WORK / "watcher", parse_workers=workers, label="watcher")
         results += _scenarios(main_tool, farm, urls, full, plan)
         extra_versions["watcher"] = main_tool.version
+        clients: dict[tuple[str, int], list[Result]] = {}
+        combos = [("httpx", 100)] if "httpx2" in skip else [("httpx", 100), ("httpx", 20), ("httpx2", 100)]
+        for client, conns in combos:
+            label = f"watcher, polls in one process ({client}, {conns} conn.)"
+            inproc = Watcher(WORK / f"inproc-{client}-{conns}", client=client, concurrency=conns,
+                             parse_workers=workers, label=label)  # fmt: skip
+            print(f"\n{label}: {len(urls)} feeds", flush=True)
+            clients[(client, conns)] = inproc_scenarios(inproc, farm, urls, plan=plan)
+            if client == "httpx2":
+                extra_versions["httpx2"] = HTTPX2_PIN
+        results += clients[("httpx", 100)]
         if "peers" not in skip:
             peers: list[Tool] = [
                 Naive(WORK / "naive", naive_rules()),
@@ -102,11 +114,6 @@ def main(argv: list[str] | None = None) -> int:
             for tool in peers:
                 results += _scenarios(tool, farm, urls[:peer_feeds], full, plan)
                 extra_versions[tool.name] = tool.version
-        client_rows: list[Result] = []
-        if "httpx2" not in skip:
-            client_rows = _clients(farm, urls, full, plan, workers)
-            extra_versions["httpx2"] = HTTPX2_PIN
-        del hook
         daemon_result = None
         if "daemon" not in skip:
             daemon_result = _daemon(farm, urls, quick, workers)
@@ -116,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + report.terminal(table))
     if daemon_result is not None:
         print("\n" + report.terminal(docs.daemon_lines(daemon_result)))
-    if client_rows:
-        print("\n" + report.terminal(docs.client_lines(client_rows)))
+    if len(clients) > 1:
+        print("\n" + report.terminal(docs.client_lines(clients)))
     print(f"\nwhole run: {elapsed / 60:.1f} min")
-    _save(results, client_rows, daemon_result, matching)
+    _save(results, daemon_result, matching)
     if not args.no_docs:
         _write_docs(
-            results, client_rows, daemon_result, matching, full=full, peer_feeds=peer_feeds, runs=runs,
+            results, clients, daemon_result, matching, full=full, peer_feeds=peer_feeds, runs=runs,
             quick=quick, farm_note=farm_note, notes=notes, versions=extra_versions, elapsed=elapsed,
         )  # fmt: skip
         print(f"updated {report.DOCS}")
@@ -132,19 +139,6 @@ def main(argv: list[str] | None = None) -> int:
 def _scenarios(tool: Tool, farm: FarmProcess, urls: list[str], full: int, plan: Plan) -> list[Result]:
     print(f"\n{tool.label}: {len(urls)} feeds", flush=True)
     return poll_scenarios(tool, farm, urls, full=full, plan=plan)
-
-
-def _clients(farm: FarmProcess, urls: list[str], full: int, plan: Plan, workers: int | None) -> list[Result]:
-    """httpx and httpx2, at 20 (the default) and 100 connections: cold and warm polls."""
-    rows: list[Result] = []
-    for client in ("httpx", "httpx2"):
-        for conns in (20, 100):
-            tool = Watcher(
-                WORK / f"{client}-{conns}", client=client, concurrency=conns, parse_workers=workers
-            )
-            print(f"\n{tool.label}: {len(urls)} feeds", flush=True)
-            rows += poll_scenarios(tool, farm, urls, full=full, plan=plan, steady=False)
-    return rows
 
 
 def _daemon(farm: FarmProcess, urls: list[str], quick: bool, workers: int | None) -> daemon.DaemonResult:
@@ -159,7 +153,7 @@ def _daemon(farm: FarmProcess, urls: list[str], quick: bool, workers: int | None
                                    interval=10, window=20, probes=8, parse_workers=workers)  # fmt: skip
     else:
         result = daemon.run_daemon(farm, urls, WORK / "daemon", store=store, stored_items=items,
-                                   interval=60, window=120, probes=40, parse_workers=workers)  # fmt: skip
+                                   interval=60, window=100, probes=30, parse_workers=workers)  # fmt: skip
     if built is not None:
         result.note = (result.note + f" The {items:,}-item database took {built:.0f} s to build.").strip()
     return result
@@ -171,16 +165,15 @@ def _matching(quick: bool) -> list[dict[str, float]] | None:
     except ImportError:
         return None
     print("\nmatching (bench/match.py) ...", flush=True)
-    rows: list[dict[str, float]] = match.run(0.6 if quick else 2.0)
+    rows: list[dict[str, float]] = match.run(0.6 if quick else 1.5)
     return rows
 
 
-def _save(results: list[Result], clients: list[Result], d: daemon.DaemonResult | None, m: object) -> None:
+def _save(results: list[Result], d: daemon.DaemonResult | None, m: object) -> None:
     out = HERE / "results" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "polls": [asdict(r) for r in results],
-        "clients": [asdict(r) for r in clients],
         "daemon": asdict(d) if d is not None else None,
         "matching": m,
     }
@@ -190,7 +183,7 @@ def _save(results: list[Result], clients: list[Result], d: daemon.DaemonResult |
 
 def _write_docs(
     results: list[Result],
-    clients: list[Result],
+    clients: dict[tuple[str, int], list[Result]],
     d: daemon.DaemonResult | None,
     matching: list[dict[str, float]] | None,
     **kw: object,

@@ -6,12 +6,14 @@ as a cron job or ``watcher poll --once`` pays it), measured by bench/measure.py.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
 from farmctl import FarmProcess
-from measure import Run, Stats, run
+from measure import Run, Stats, run, wait_quiet
 from peers import Tool
+from watcher_tool import Watcher
 
 
 @dataclass
@@ -44,6 +46,10 @@ class Result:
     def cpu(self) -> Stats:
         return Stats([r.cpu for r in self.runs])
 
+    @property
+    def background(self) -> Stats:
+        return Stats([r.background for r in self.runs])
+
 
 _FOUND = re.compile(r"(\d+) new items")
 
@@ -63,6 +69,7 @@ class Plan:
     warm_latency: float = 0.1
     steady_percent: float = 5.0
     timeout: float = 900.0
+    quiet_wait: float = 30.0  # seconds to wait for other processes to calm down before a run
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -70,6 +77,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def _measure(tool: Tool, farm: FarmProcess, result: Result, *, first: bool, plan: Plan) -> None:
+    wait_quiet(max_wait=plan.quiet_wait)
     before, emitted = farm.stats(), tool.emitted()
     r = run(tool.argv(first=first), cwd=tool.workdir, env=tool.env, timeout=plan.timeout)
     result.runs.append(r)
@@ -116,6 +124,28 @@ def poll_scenarios(
     return [cold, warm, state]
 
 
+def inproc_scenarios(tool: Watcher, farm: FarmProcess, urls: list[str], *, plan: Plan) -> list[Result]:
+    """The same three scenarios as polls inside one running watcher (bench/inproc.py)."""
+    tool.fresh(urls)
+    farm.reset()
+    wait_quiet(max_wait=plan.quiet_wait)
+    r = run(tool.inproc_argv(farm.control, plan.runs), cwd=tool.workdir, env=tool.env, timeout=plan.timeout)
+    data = json.loads(r.output.strip().splitlines()[-1])
+    n = len(urls)
+    items = {"cold": farm.items(n), "warm": 0, "steady": max(1, round(n * plan.steady_percent / 100))}
+    out = []
+    for kind in ("cold", "warm", "steady"):
+        res = Result(kind, tool.label, n, 1.0, items[kind], found=list(data["found"][kind]))
+        res.runs = [Run(w, 0.0, r.peak_rss, 0, "", r.background) for w in data[kind]]
+        out.append(res)
+        print(
+            f"  {tool.label:<34} {kind:<6} {' '.join(f'{w:.2f}' for w in data[kind])} s "
+            f"(process peak RSS {r.peak_rss / 1e6:.0f} MB)",
+            flush=True,
+        )
+    return out
+
+
 def _say(log: bool, result: Result, i: int) -> None:
     if not log:
         return
@@ -124,6 +154,6 @@ def _say(log: bool, result: Result, i: int) -> None:
     print(
         f"  {result.tool:<34} {result.scenario:<6} run {i + 1}: {r.wall:7.2f} s  cpu {r.cpu:6.2f} s  "
         f"rss {r.peak_rss / 1e6:5.0f} MB  found {result.found[i]:>6}  "
-        f"200s {req.get('ok', 0):>5} 304s {req.get('not_modified', 0):>5}",
+        f"200s {req.get('ok', 0):>5} 304s {req.get('not_modified', 0):>5}  others' CPU {r.background:4.0%}",
         flush=True,
     )

@@ -101,11 +101,10 @@ class Watcher(Tool):
         if client == "httpx2":
             self.python = httpx2_venv() / "bin" / "python"
             self.entry = [str(self.python), str(HERE / "httpx2_shim.py")]
-            self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
         else:
             self.python = Path(sys.executable)
             self.entry = [sys.executable, "-m", "watcher"]
-            self.env = None
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.version = f"{_version(self.python, client)} ({client})"
         self.label = label or f"watcher ({client}, {concurrency} conn.)"
 
@@ -123,3 +122,9 @@ class Watcher(Tool):
     def argv(self, *, first: bool) -> list[str]:
         cfg = str(self.workdir / "watcher.yaml")
         return [*self.entry, "poll", "--once", "--config", cfg, "--log-level", "warning"]
+
+    def inproc_argv(self, control: str, runs: int) -> list[str]:
+        """bench/inproc.py: polls inside one running process."""
+        cfg = str(self.workdir / "watcher.yaml")
+        extra = ["httpx2"] if self.client == "httpx2" else []
+        return [str(self.python), str(HERE / "inproc.py"), cfg, control, str(runs), *extra]
