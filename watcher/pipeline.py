@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from watcher.config import FeedConfig, LoadedConfig
 from watcher.errors import ParseError, StoreError
 from watcher.fetch import Fetcher, backoff_delay
+from watcher.logs import redactor
 from watcher.match import Matcher
 from watcher.models import StoredItem
 from watcher.parse import parse_feed
@@ -184,6 +185,7 @@ class Pipeline:
     def _failed(
         self, feed: FeedConfig, error: str, now: datetime, failures: int, retry_after: float | None
     ) -> PollReport:
+        error = redactor.redact(error)  # a feed URL's ?token=... must not reach the status or the logs
         delay = backoff_delay(failures + 1, self.loaded.feed_interval(feed), retry_after=retry_after)
         count = self.store.record_failure(
             feed.name, now=now, error=error, next_fetch_at=now + timedelta(seconds=delay)
