@@ -70,6 +70,8 @@ def test_a_typical_news_entry_becomes_a_clean_item() -> None:
         ("/world/asia/story.html", "https://news.example/world/asia/story.html"),
         ("story.html?id=1&utm_content=x", "https://news.example/world/story.html?id=1"),
         ("  https://x.example/a  ", "https://x.example/a"),
+        ("0\u2028#", "https://news.example/world/0"),  # white space before a dropped fragment
+        ("https://x.example/a\u2028?utm_source=x", "https://x.example/a"),
         ("javascript:alert(1)", ""),
         ("mailto:desk@news.example", ""),
         ("tag:news.example,2025:1", ""),

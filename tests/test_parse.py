@@ -322,6 +322,20 @@ def test_a_feed_served_as_html_still_parses_and_says_how_it_was_served() -> None
     )
 
 
+def test_a_malformed_feed_served_as_html_without_charset_warns_only_of_what_matters() -> None:
+    body = "<rss version='2.0'><channel><title>Café & co</title><item><guid>1</guid><title>é</title></item>"
+    parsed = parse_feed(body.encode(), feed="t", url=URL, content_type="text/html", now=NOW)
+    assert (parsed.parser, parsed.title, [i.title for i in parsed.items]) == (
+        "feedparser",
+        "Café & co",
+        ["é"],
+    )
+    assert parsed.warnings == (
+        "served as text/html, not as a feed or XML media type",
+        "not well-formed XML at line 2: not well-formed (invalid token); read leniently",
+    )
+
+
 def test_json_feed() -> None:
     body = (
         b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "home_page_url": "https://j.example/",'

@@ -96,6 +96,13 @@ def test_an_entity_declared_outside_any_doctype_is_removed_too() -> None:
     assert warnings == [ENTITIES_LEFT]
 
 
+def test_thousands_of_stray_declarations_go_in_one_pass() -> None:
+    body = b'<!ENTITY a "x">' * 10_000 + b"<rss><channel><title>&a;</title></channel></rss>" + b" " * 2**20
+    screened, warnings = screen(body)
+    assert screened == b"<rss><channel><title>&a;</title></channel></rss>" + b" " * 2**20
+    assert warnings == [ENTITIES_LEFT]
+
+
 def test_prolog_reports_where_the_root_starts_and_each_doctype() -> None:
     body = b'<?xml version="1.0"?><!-- c --><!DOCTYPE rss [<!ENTITY a "<x>">]><rss/>'
     root, doctypes = prolog(body)

@@ -48,6 +48,7 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _DROPPED_TAGS = ("script", "style", "template", "noscript", "head")
+_DROPPED = re.compile(r"<(?:script|style|template|noscript|head|title|meta|link|base)", re.IGNORECASE)
 _SIMPLE_LINK = re.compile(
     r"(https?)://([a-z0-9.-]+)(/[^\x00-\x20\x7f#?\[\]\\]*)?(?:\?([^\x00-\x20\x7f#\[\]\\]*))?"
 )
@@ -185,7 +186,8 @@ def canonical_link(link: str, base: str = "") -> str:
         scheme, host, path, query = simple.groups()
         if query:
             query = "&".join(p for p in query.split("&") if p and not _is_tracking(p))
-        return f"{scheme}://{host}{path or '/'}{'?' + query if query else ''}"
+        built = f"{scheme}://{host}{path or '/'}{'?' + query if query else ''}"
+        return built.rstrip()  # white space left before a dropped query or fragment
     try:
         if base and not link.lower().startswith(("http://", "https://")):
             link = urljoin(_clean(base).strip(), link)
@@ -198,7 +200,7 @@ def canonical_link(link: str, base: str = "") -> str:
         if (scheme, hostport.rpartition(":")[2]) in (("http", "80"), ("https", "443")):
             hostport = hostport.rpartition(":")[0]
         query = "&".join(p for p in parts.query.split("&") if p and not _is_tracking(p))
-        return urlunsplit((scheme, userinfo + at + hostport, parts.path or "/", query, ""))
+        return urlunsplit((scheme, userinfo + at + hostport, parts.path or "/", query, "")).rstrip()
     except ValueError:  # e.g. an unclosed IPv6 bracket or a bad port
         return ""
 
@@ -211,13 +213,14 @@ def _is_tracking(param: str) -> bool:
 def plain_text(value: str | None, *, html: bool, limit: int) -> str:
     """Text without markup or entities (when ``html``), controls removed, whitespace folded, capped.
 
-    A long value is first read from its start only (4 × limit characters, cut before a tag): when
-    that already gives more than ``limit`` characters of text, the rest cannot change the result.
+    A long value is first read from its start only (2 × limit characters, then 8 ×, cut before a tag):
+    when that already gives more than ``limit`` characters of text, the rest cannot change the result.
     """
     if not value:
         return ""
-    window = 4 * limit
-    if len(value) > window + window // 4:
+    for window in (2 * limit, 8 * limit):
+        if len(value) <= window + window // 4:
+            break
         cut = value.rfind("<", window // 2, window) if html else -1
         head = _plain(value[: cut if cut > 0 else window], html=html)
         if head.rfind(" ") > limit:  # the last word may be cut short; everything before it is final
@@ -259,7 +262,8 @@ def _parse_text(markup: str) -> str:
         return ""
     if root is None:
         return ""
-    etree.strip_elements(root, *_DROPPED_TAGS, with_tail=False)
+    if _DROPPED.search(markup):
+        etree.strip_elements(root, *_DROPPED_TAGS, with_tail=False)
     text: str = etree.tostring(root, method="text", encoding="unicode")
     return text
 
@@ -305,6 +309,6 @@ def normalize_language(language: str | None) -> str | None:
 
 def _clean(text: str) -> str:
     """C1 controls read as Windows-1252 (as browsers and feedparser do), other controls dropped."""
-    if _CONTROL.search(text):
+    if not text.isprintable() and _CONTROL.search(text):  # isprintable: a quick "nothing to do"
         text = _CONTROL.sub("", text.translate(_CP1252))
     return text

@@ -62,6 +62,12 @@ def parse_feed(
     fast = read_xml(body, url=url, content_type=content_type)
     if not isinstance(fast, str):
         return _finish(fast, body, feed=feed, url=url, now=now, parser="lxml", warnings=warnings)
+    # A body the fast path refused may not even be UTF-8: decode it here as feedparser would (its
+    # fallbacks included) and screen the result, so feedparser reads exactly what was screened.
+    body, problem = to_utf8(body, content_type)
+    content_type = utf8_content_type(content_type)
+    body, screened = screen(body, content_type)
+    warnings += ([problem] if problem else []) + screened
     try:
         raw, fp_warnings = read_feedparser(body, url=url, content_type=content_type)
     except Exception as exc:  # feedparser's own failures; the stage reports them as a ParseError

@@ -34,7 +34,14 @@ CONTENT_TYPES = {
     "application/xhtml+xml": "application/xhtml+xml",
 }
 NAMESPACES = {uri.lower(): prefix for uri, prefix in _FeedParserMixin.namespaces.items()}
-looks_like_html = _FeedParserMixin.looks_like_html
+_looks_like_html = _FeedParserMixin.looks_like_html
+
+
+def looks_like_html(text: str) -> bool:
+    """feedparser's guess whether a text/plain RSS field is really HTML (it needs a tag or an entity)."""
+    return ("<" in text or "&" in text) and bool(_looks_like_html(text))
+
+
 _C1 = re.compile("[\x80-\x9f]")
 _EMAIL = re.compile(
     r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))"""

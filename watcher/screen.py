@@ -21,7 +21,7 @@ from feedparser.exceptions import CharacterEncodingOverride, CharacterEncodingUn
 _XML_DECLARED = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
 _CHARSET = re.compile(r";\s*charset\s*=\s*[\"']?([^\"';\s]+)", re.IGNORECASE)
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_ENTITY_DECL = re.compile(rb"<!ENTITY[^>]*>?", re.IGNORECASE)
+_ENTITY_DECL = re.compile(rb"<!ENTITY[^>]*>", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<\w")  # where feedparser's own DOCTYPE handling stops looking
 _SPACE = b" \t\r\n"
 _BOMS = (
@@ -62,11 +62,13 @@ def screen(body: bytes, content_type: str | None = None) -> tuple[bytes, list[st
         if _ENTITY.search(body, start, end):
             body = body[:start] + body[end:]
             removed += 1
+    # feedparser's lenient parser also takes declarations from anywhere before the first "<" + letter;
+    # a whole declaration there holds no "<" + letter, so removing them does not move that point
     head_end = _feedparser_head_end(body)
-    while _ENTITY.search(body, 0, head_end):
-        body = _ENTITY_DECL.sub(b"", body[:head_end], count=1) + body[head_end:]
-        head_end = _feedparser_head_end(body)
-        removed += 1
+    head, found = _ENTITY_DECL.subn(b"", body[:head_end])
+    if found:
+        body = head + body[head_end:]
+        removed += found
     if removed:
         warnings.append(
             "removed entity declarations from the document type (an internal DTD subset); "
@@ -97,13 +99,17 @@ def to_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str | 
     """The body decoded exactly as feedparser decodes it (BOM, HTTP charset, XML declaration, then
     fallbacks) and re-encoded as UTF-8 with a matching declaration; and a warning when the declared
     encoding did not fit. A byte order mark (or UTF-16 without one) decides the encoding."""
+    charset_given = bool(content_type and _CHARSET.search(content_type))
     unmarked = _unicode_by_bom(body)
     if unmarked:  # the byte order mark wins over any charset named elsewhere (feedparser lets it lose)
         content_type = f"application/xml; charset={unmarked}"
     result: dict[str, object] = {}
     converted: bytes = convert_to_utf8({"content-type": content_type or "application/xml"}, body, result)
     problem = result.get("bozo_exception")
-    if isinstance(problem, CharacterEncodingOverride | CharacterEncodingUnknown):
+    if isinstance(problem, CharacterEncodingUnknown) or (
+        # feedparser assumes us-ascii for text/* without a charset (RFC 3023): not the publisher's error
+        isinstance(problem, CharacterEncodingOverride) and ("us-ascii" not in str(problem) or charset_given)
+    ):
         return converted, f"character encoding: {problem}"
     return converted, None
 
