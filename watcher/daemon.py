@@ -62,8 +62,9 @@ class DatabaseLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the daemon's life
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state directory
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)  # owner-only, as the database
+        f = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the daemon's life
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -249,7 +250,13 @@ class Daemon:
         feed = self.runtime.pipeline.feeds.get(name)
         if feed is None:
             return
-        report = await self._tracked(self.runtime.pipeline.poll_feed(feed))
+        try:
+            report = await self._tracked(self.runtime.pipeline.poll_feed(feed))
+        except asyncio.CancelledError:
+            # shutdown cut a poll short: nothing was half-written (each store step is one transaction),
+            # and the feed's state is as before the poll, so the next start simply polls it again
+            log.info("feed %s: poll cut short by shutdown", name)
+            return
         self.service.observe_poll(report)
         if report.status == "ok":
             log.info(
@@ -289,10 +296,16 @@ class Daemon:
     async def _shutdown(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        running = [t for t in (*self._running, self._delivery) if t is not None and not t.done()]
-        if running:
-            _done, pending = await asyncio.wait(running, timeout=STOP_TIMEOUT / 2)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=STOP_TIMEOUT / 2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT / 2
+        await asyncio.sleep(0)  # jobs the scheduler already started see the stop flag or register
+        pending: set[asyncio.Task[Any]] = set()
+        while True:  # polls and passes that start while we wait are waited for too
+            pending = {t for t in (*self._running, self._delivery) if t is not None and not t.done()}
+            if not pending or loop.time() >= deadline:
+                break
+            await asyncio.wait(pending, timeout=deadline - loop.time())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_TIMEOUT / 2)

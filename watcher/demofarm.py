@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -318,6 +319,12 @@ class _FarmServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[_Handler], farm: DemoFarm) -> None:
         self.farm = farm
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (the daemon stopping) is not worth a traceback on the demo's screen."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
