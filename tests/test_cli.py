@@ -144,3 +144,14 @@ def test_python_dash_m_and_help_work() -> None:
     )
     for command in ("run", "poll", "check", "match", "demo"):
         assert command in out.stdout
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    from watcher.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    commands = sorted(sub.choices)  # type: ignore[arg-type]
+    missing = [c for c in commands if f"`watcher {c}" not in readme]
+    assert missing == [], f"README's command table lacks: {missing}"
