@@ -202,12 +202,16 @@ def test_the_fast_path_leaves_malformed_fixtures_to_feedparser(name: str) -> Non
         (b"<?xml version='1.0'?><opml version='2.0'><body/></opml>", "XML document with root element <opml>, "
          "not a feed"),
         (b'{"status": "error"}', "JSON document, not a JSON Feed"),
+        (b"Service Unavailable\r\nPlease retry later", "text, not a feed: 'Service Unavailable Please retry later'"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "gzip-compressed data (the body was not decompressed), not a feed"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "binary data, not a feed"),
         (b"{not json", "JSON document that does not parse: Expecting property name enclosed in double quotes: "
          "line 1 column 2 (char 1)"),
         (b"<?xml version='1.0'?><rss version='2.0'><channel></channel></rss>", "a feed with no entries and no "
          "title"),
     ],
-    ids=["empty", "blank", "html-503", "html", "truncated", "opml", "json", "bad-json", "empty-channel"],
+    ids=["empty", "blank", "html-503", "html", "truncated", "opml", "json", "text", "gzip", "png", "bad-json",
+         "empty-channel"],
 )  # fmt: skip
 def test_no_feed_raises_parse_error_saying_what_the_body_was(body: bytes, message: str) -> None:
     with pytest.raises(ParseError) as raised:
@@ -332,7 +336,7 @@ def test_a_malformed_feed_served_as_html_without_charset_warns_only_of_what_matt
     )
     assert parsed.warnings == (
         "served as text/html, not as a feed or XML media type",
-        "not well-formed XML at line 2: not well-formed (invalid token); read leniently",
+        "not well-formed XML at line 1: not well-formed (invalid token); read leniently",
     )
 
 

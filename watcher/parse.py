@@ -1,9 +1,8 @@
 """The parse stage: feed bytes → :class:`~watcher.models.ParsedFeed` of normalized items.
 
-    body ──screen──▶ JSON Feed? ──▶ parse_json
-                     else ──▶ lxml fast path (parse_lxml) ──refused──▶ feedparser
-                                         └──────────────┬───────────┘
-                                                   normalize ──▶ ParsedFeed
+    body ──prepare──▶ JSON Feed? ── parse_json ──────────────────────────┐
+       (UTF-8,        else lxml fast path (parse_lxml) ───────────────────┤
+        screened)          └─refused─▶ feedparser (fallback) ─────────────┴─▶ normalize ──▶ ParsedFeed
 
 :func:`parse_feed` is pure and module-level, so it can run in a process pool. A malformed feed yields
 what could be read plus warnings; :class:`~watcher.errors.ParseError` only when a body holds neither
@@ -53,15 +52,14 @@ def parse_feed(
     now = now or datetime.now(UTC)
     if not body.strip():
         raise ParseError(feed, "empty body")
+    fetched = body  # described as it came, should it hold no feed
     body, content_type, warnings = prepare(body, content_type)
     if looks_like_json(body):
-        raw, json_warnings = read_json_feed(body, feed=feed)
-        return _finish(
-            raw, body, feed=feed, url=url, now=now, parser="jsonfeed", warnings=warnings + json_warnings
-        )
+        raw, more = read_json_feed(body, feed=feed)
+        return _finish(raw, fetched, feed=feed, url=url, now=now, parser="jsonfeed", warnings=warnings + more)
     fast = read_xml(body, url=url, content_type=content_type)
     if not isinstance(fast, str):
-        return _finish(fast, body, feed=feed, url=url, now=now, parser="lxml", warnings=warnings)
+        return _finish(fast, fetched, feed=feed, url=url, now=now, parser="lxml", warnings=warnings)
     # A body the fast path refused may not even be UTF-8: decode it here as feedparser would (its
     # fallbacks included) and screen the result, so feedparser reads exactly what was screened.
     body, problem = to_utf8(body, content_type)
@@ -69,12 +67,10 @@ def parse_feed(
     body, screened = screen(body, content_type)
     warnings += ([problem] if problem else []) + screened
     try:
-        raw, fp_warnings = read_feedparser(body, url=url, content_type=content_type)
+        raw, more = read_feedparser(body, url=url, content_type=content_type)
     except Exception as exc:  # feedparser's own failures; the stage reports them as a ParseError
         raise ParseError(feed, f"unreadable feed ({type(exc).__name__}: {exc})") from exc
-    return _finish(
-        raw, body, feed=feed, url=url, now=now, parser="feedparser", warnings=warnings + fp_warnings
-    )
+    return _finish(raw, fetched, feed=feed, url=url, now=now, parser="feedparser", warnings=warnings + more)
 
 
 def prepare(body: bytes, content_type: str | None = None) -> tuple[bytes, str | None, list[str]]:
@@ -190,12 +186,20 @@ def describe_body(body: bytes, warnings: list[str] | tuple[str, ...] = ()) -> st
     head = body[:4096]
     if not body.strip():
         return "empty body"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip-compressed data (the body was not decompressed), not a feed"
     if _HTML_PAGE.match(head):
         title = _HTML_TITLE.search(head)
         named = f" titled {title.group(1).decode('utf-8', 'replace').strip()!r}" if title else ""
         return f"HTML page{named}, not a feed"
     if looks_like_json(body):
         return "JSON document, not a JSON Feed"
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not start.startswith(b"<"):
+        text = start[:200].decode("utf-8", "replace")
+        if "\ufffd" in text or not all(c.isprintable() or c.isspace() for c in text):
+            return "binary data, not a feed"
+        return f"text, not a feed: {' '.join(text.split())[:60]!r}"
     malformed = next((w for w in warnings if w.startswith("not well-formed XML")), None)
     if malformed:
         return malformed.removesuffix("; read leniently")

@@ -33,6 +33,7 @@ _BOMS = (
 )
 _UTF16LE_NO_BOM = re.compile(rb"(?:[ \t\r\n]\x00)*<\x00[^\x00]\x00")
 _UTF16BE_NO_BOM = re.compile(rb"(?:\x00[ \t\r\n])*\x00<\x00[^\x00]")
+_ADDED_DECLARATION = b"<?xml version='1.0' encoding='utf-8'?>\n"
 _NAME_START = re.compile(rb"<[A-Za-z_:\x80-\xff]")
 
 # Encodings in which every ASCII byte is that ASCII character: markup can be screened as bytes.
@@ -105,6 +106,10 @@ def to_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str | 
         content_type = f"application/xml; charset={unmarked}"
     result: dict[str, object] = {}
     converted: bytes = convert_to_utf8({"content-type": content_type or "application/xml"}, body, result)
+    if converted.startswith(_ADDED_DECLARATION) and not _has_declaration(body, result.get("encoding")):
+        # feedparser put a declaration on a line of its own: keep it on the first line, so that
+        # line numbers in parse errors are the publisher's
+        converted = _ADDED_DECLARATION[:-1] + converted[len(_ADDED_DECLARATION) :]
     problem = result.get("bozo_exception")
     if isinstance(problem, CharacterEncodingUnknown) or (
         # feedparser assumes us-ascii for text/* without a charset (RFC 3023): not the publisher's error
@@ -112,6 +117,17 @@ def to_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str | 
     ):
         return converted, f"character encoding: {problem}"
     return converted, None
+
+
+def _has_declaration(body: bytes, encoding: object) -> bool:
+    for bom, _ in _BOMS:
+        if body.startswith(bom):
+            body = body[len(bom) :]
+            break
+    try:
+        return body[:64].decode(str(encoding or "utf-8"), "ignore").startswith("<?xml")
+    except LookupError:
+        return False
 
 
 def _unicode_by_bom(body: bytes) -> str | None:
