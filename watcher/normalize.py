@@ -229,10 +229,12 @@ def plain_text(value: str | None, *, html: bool, limit: int) -> str:
 
 
 def _plain(value: str, *, html: bool) -> str:
-    text = _clean(value)
-    if html:
-        text = _clean(html_to_text(text))
-    return " ".join(text.split())
+    text = html_to_text(_clean(value)) if html else value
+    if text.isprintable():  # no controls and no white space but ' ': folding is all there is to do
+        if "  " in text or text[:1] == " " or text[-1:] == " ":
+            return " ".join(text.split())
+        return text
+    return " ".join(_clean(text).split())
 
 
 def _cap(text: str, limit: int) -> str:

@@ -115,9 +115,11 @@ class _Reader:
 
     def base(self, parent: str, el: Any) -> str:
         """The base URI inside ``el`` (feedparser re-joins it at every element, honouring xml:base)."""
-        given = el.get(_XML_BASE)
-        if given is None:
-            given = el.get("base")
+        given = None
+        if el.keys():  # most elements have no attributes: two lookups saved
+            given = el.get(_XML_BASE)
+            if given is None:
+                given = el.get("base")
         key = (parent, given)
         base = self._bases.get(key)
         if base is None:
@@ -128,6 +130,8 @@ class _Reader:
 
     @staticmethod
     def lang(parent: str | None, el: Any) -> str | None:
+        if not el.keys():
+            return parent
         given = el.get(_XML_LANG)
         if given is None:
             given = el.get("lang")

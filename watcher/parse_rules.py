@@ -104,7 +104,8 @@ KINDS: dict[str, str] = {
 }  # fmt: skip
 # the content type an element has when it names none (feedparser's defaults; the rest are text/plain)
 DEFAULT_HTML = frozenset({"description", "dc_description", "media_description", "content_encoded"})
-_KIND_CACHE: dict[tuple[Any, str | None], tuple[str, str]] = {}
+_KIND_BY_TAG: dict[Any, tuple[str, str]] = {}
+_KIND_BY_TAG_AND_PREFIX: dict[Any, tuple[str, str]] = {}
 
 
 class Refused(Exception):
@@ -117,16 +118,25 @@ def refuse(reason: str) -> NoReturn:
 
 def kind_of(el: Any) -> tuple[str, str]:
     """(kind, feedparser's name) of an element; kind 'ignore' when it sets nothing we read."""
-    key = (el.tag, el.prefix)
-    found = _KIND_CACHE.get(key)
+    tag = el.tag
+    found = _KIND_BY_TAG.get(tag)
     if found is None:
-        found = _KIND_CACHE[key] = classify(*key)
+        key = (tag, el.prefix)
+        found = _KIND_BY_TAG_AND_PREFIX.get(key)
+        if found is None:
+            found, prefix_matters = classify(*key)
+            cache: dict[Any, tuple[str, str]] = _KIND_BY_TAG_AND_PREFIX if prefix_matters else _KIND_BY_TAG
+            if len(cache) > 10_000:  # a document of made-up names must not grow a worker's memory
+                cache.clear()
+            cache[key if prefix_matters else tag] = found
     return found
 
 
-def classify(tag: Any, prefix: str | None) -> tuple[str, str]:
+def classify(tag: Any, prefix: str | None) -> tuple[tuple[str, str], bool]:
+    """((kind, name), whether the document's prefix mattered: it does for namespaces unknown to
+    feedparser, whose elements it names by the prefix the document chose)."""
     if not isinstance(tag, str):  # an entity reference or another non-element node
-        return "refuse", ""
+        return ("refuse", ""), False
     namespace, _, local = tag[1:].rpartition("}") if tag.startswith("{") else ("", "", tag)
     lowered = namespace.lower()
     if "backend.userland.com/rss" in lowered:
@@ -134,7 +144,7 @@ def classify(tag: Any, prefix: str | None) -> tuple[str, str]:
     known = NAMESPACES.get(lowered)
     std = known if known is not None else (prefix or "")
     name = (std + "_" if std else "") + local.lower()
-    return KINDS.get(name, "ignore"), name
+    return (KINDS.get(name, "ignore"), name), known is None
 
 
 def leaf_text(el: Any) -> str:
@@ -241,6 +251,12 @@ class EntryState:
     loses to the entry's own title); a description that follows a summary becomes content; the first
     RSS author names the entry but the last Atom name does. These rules are feedparser's.
     """
+
+    __slots__ = (
+        "author_parts", "author_texts", "contents", "dates", "has_content", "source_seen", "summary_at",
+        "summary_detail", "summary_present", "summary_value", "title_at", "title_depth", "title_detail",
+        "title_value",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.title_depth = -1
