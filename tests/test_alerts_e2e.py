@@ -426,30 +426,20 @@ def test_google_chat_updates_name_the_story_thread() -> None:
     assert target_url(hook, delivery) == "json://127.0.0.1:9/hook?a=1&+X-Watcher-Alert-Key=watcher-abc"
 
 
-def test_a_channel_with_a_bad_schedule_does_not_stop_the_others(
-    tmp_path: Path, hook: WebhookSink, caplog: pytest.LogCaptureFixture
-) -> None:
-    from watcher.config import ChannelConfig, DeliveryConfig
 
-    channels = {
-        "hook": ChannelConfig.model_validate(
-            {"url": hook.url(), "quiet_hours": {"start": "22h", "end": "07:00", "timezone": "Mars/Olympus"}}
-        ),
-        "mail": ChannelConfig.model_validate(
-            {"url": "mailto://127.0.0.1:9?to=b@example.org", "mode": "digest", "digest": {"at": "7am"}}
-        ),
-    }
-    with Store.open(tmp_path / "w.db") as store:
-        alert = store.create_alert(dedupe_key="watcher-k", kind="open", severity="high", title="Kim in Beijing",
-                                   payload={}, channels=["hook"], now=NOW, rule_id="kim")  # fmt: skip
-        store.db.execute(
-            "INSERT INTO deliveries (alert_id, channel, state, next_attempt_at) VALUES (?, 'mail', 'held', ?)",
-            [alert, NOW.isoformat()],
-        )
-        report = asyncio.run(Deliverer(store, channels, DeliveryConfig(), clock=lambda: NOW).run_once())
-    assert report.sent == 1 and hook.keys() == ["watcher-k"]
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == [
-        "channel mail: digest not sent: '7am' is not a time of day: write HH:MM, e.g. '07:00' or '22:30'",
-        "channel hook: quiet hours ignored: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Berlin'",
-    ]
+def test_a_bad_schedule_is_refused_when_the_config_loads(tmp_path: Path) -> None:
+    """Quiet hours and digest times are checked with positions by `watcher check`, before they can run."""
+    from watcher.config import load_config
+    from watcher.errors import ConfigError
+
+    cfg = tmp_path / "watcher.yaml"
+    cfg.write_text(
+        "channels:\n  hook:\n    url: json://127.0.0.1:9/\n"
+        "    quiet_hours: {start: '22h', end: '07:00', timezone: Mars/Olympus}\n"
+        "  mail:\n    url: json://127.0.0.1:9/\n    mode: digest\n    digest: {every: 1h, at: '07:00'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, environ={})
+    got = [(p.line, p.message.split(":")[0]) for p in info.value.problems]
+    assert got == [(4, "channels.hook.quiet_hours.start"), (4, "channels.hook.quiet_hours.timezone"), (8, "channels.mail.digest")]

@@ -20,7 +20,6 @@ from watcher.route import (
     passed_thresholds,
     quiet_until,
     rate_limit_until,
-    schedule_problems,
     update_due,
 )
 
@@ -197,16 +196,3 @@ def test_last_digest_and_the_period_due() -> None:
         utc("2025-09-03T10:00:00"),
         utc("2025-09-03T15:00:00"),
     )
-
-
-@pytest.mark.parametrize(
-    ("settings", "expected"),
-    [
-        pytest.param({"mode": "digest", "digest": {"every": "1h"}}, [], id="fine"),
-        pytest.param({"mode": "digest", "digest": {"at": "7am"}}, ["digest.at: '7am' is not a time of day: write HH:MM, e.g. '07:00' or '22:30'"], id="bad-time"),
-        pytest.param({"mode": "digest", "digest": {"every": "1h", "at": "07:00"}}, ["digest: set one of `every` (e.g. 1h) or `at` (e.g. '07:00')"], id="both-every-and-at"),
-        pytest.param({"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Olympus"}}, ["quiet_hours.timezone: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Berlin'"], id="unknown-zone"),
-    ],
-)  # fmt: skip
-def test_schedule_problems(settings: dict[str, Any], expected: list[str]) -> None:
-    assert schedule_problems(channel(**settings)) == expected

@@ -157,6 +157,14 @@ class DigestConfig(_Strict):
     at: TimeOfDay | None = Field(default=None, description="or daily at HH:MM local time")
     timezone: TimeZone = "UTC"
 
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DigestConfig:
+        if (self.every is None) == (self.at is None):
+            raise ValueError("set one of `every` (e.g. 1h) or `at` (e.g. '07:00')")
+        if self.every is not None and self.every < 60:
+            raise ValueError("a digest is sent at most once a minute: `every` must be at least 1m")
+        return self
+
 
 class RateLimit(_Strict):
     count: int = Field(ge=1)

@@ -120,39 +120,6 @@ def _at(day: date, when: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, when, tzinfo=tz).astimezone(UTC)
 
 
-def schedule_problems(channel: ChannelConfig) -> list[str]:
-    """What is wrong with a channel's quiet hours and digest schedule (empty when usable)."""
-    problems: list[str] = []
-    checks: list[tuple[str, str]] = []
-    if channel.quiet_hours is not None:
-        checks += [
-            ("quiet_hours.start", channel.quiet_hours.start),
-            ("quiet_hours.end", channel.quiet_hours.end),
-        ]
-        try:
-            zone(channel.quiet_hours.timezone)
-        except ValueError as exc:
-            problems.append(f"quiet_hours.timezone: {exc}")
-    if channel.digest is not None:
-        d = channel.digest
-        if (d.every is None) == (d.at is None):
-            problems.append("digest: set one of `every` (e.g. 1h) or `at` (e.g. '07:00')")
-        if d.every is not None and d.every < 60:
-            problems.append("digest.every: at least 1m")
-        if d.at is not None:
-            checks.append(("digest.at", d.at))
-        try:
-            zone(d.timezone)
-        except ValueError as exc:
-            problems.append(f"digest.timezone: {exc}")
-    for where, text in checks:
-        try:
-            parse_hhmm(text)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-    return problems
-
-
 # ── quiet hours and rate limits ────────────────────────────────────────────────────────────
 
 
