@@ -267,19 +267,16 @@ class FeedServer:
             slot.served += 1
             return route
 
-    def _done(self, path: str, *, not_modified: bool) -> None:
+    def _done(self, path: str) -> None:
         with self._lock:
             for key in (path, "*"):
                 self._in_flight[key] -= 1
-            if not_modified:
-                self._not_modified[path] += 1
 
     def _serve(self, handler: _Handler) -> None:
         path = urlsplit(handler.path).path
         headers = {k.lower(): v for k, v in handler.headers.items()}
         headers[":path"] = handler.path
         route = self._next_route(path, headers)
-        answered_304 = False
         try:
             if route is None:
                 _respond(handler, Route(body=b"not found", status=404, content_type="text/plain"))
@@ -287,15 +284,16 @@ class FeedServer:
             if route.delay and self._stop.wait(route.delay):
                 handler.close_connection = True
                 return
-            answered_304 = route.status == 200 and _matches(route, headers)
-            if answered_304:
+            if route.status == 200 and _matches(route, headers):
+                with self._lock:  # counted before the answer leaves, so a client that got it sees the count
+                    self._not_modified[path] += 1
                 _respond_304(handler, route)
             else:
                 _respond(handler, _encoded(route, headers), stop=self._stop)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             handler.close_connection = True
         finally:
-            self._done(path, not_modified=answered_304)
+            self._done(path)
 
 
 class _HTTPServer(ThreadingHTTPServer):
