@@ -89,12 +89,12 @@ class Rig:
                 )
             }
 
-    def until(self, done: Callable[[], bool], *, passes: int = 20) -> int:
+    def until(self, done: Callable[[], bool], *, passes: int = 20) -> None:
         """Run ``poll --once`` passes (what a cron job or the daemon would do) until ``done()``."""
-        for n in range(1, passes + 1):
+        for _ in range(passes):
             self.once()
             if done():
-                return n
+                return
             time.sleep(0.25)
         raise AssertionError("the outbox did not drain")
 
@@ -135,10 +135,10 @@ def test_a_webhook_answering_500_then_200_gets_the_alert_exactly_once(rig: Rig) 
         hook.fail_next = 2
         rig.channels["hook"] = hook.url()
         rig.publish(PARADE)
-        passes = rig.until(lambda: len(hook.posts) == 1)
+        rig.until(lambda: len(hook.posts) == 1)
         time.sleep(0.5)
         rig.once()  # one more pass: nothing is sent again
-        assert (len(hook.posts), len(rig.smtp.messages), passes) == (1, 1, 3)
+        assert (len(hook.posts), len(rig.smtp.messages)) == (1, 1)
         assert rig.deliveries() == {
             ("Xi, Putin and Kim at the Beijing parade", "hook"): ("sent", 3),
             ("Xi, Putin and Kim at the Beijing parade", "mail"): ("sent", 1),
@@ -184,13 +184,13 @@ def test_an_apprise_plugin_that_raises_keeps_the_alert_until_it_works(rig: Rig) 
     _raises_left[0] = 2
     rig.channels["boom"] = "watcherboom://"
     rig.publish(PARADE)
-    passes = rig.until(lambda: len(_received) == 1)
+    rig.until(lambda: len(_received) == 1)
     rig.once()
-    assert (_received, passes, len(rig.smtp.messages)) == (
+    assert (_received, len(rig.smtp.messages)) == (
         ["[HIGH] Beijing parade: Xi, Putin and Kim at the Beijing parade"],
-        3,
         1,
     )
+    assert rig.deliveries()["Xi, Putin and Kim at the Beijing parade", "boom"] == ("sent", 3)  # raised twice
 
 
 class Explodes:
@@ -249,7 +249,7 @@ def test_a_slow_webhook_does_not_hold_up_mail_in_the_daemon(rig: Rig) -> None:
     with webhook_sink() as hook:
         hook.delay = 30.0
         rig.channels["hook"] = hook.url()
-        rig.delivery = "retry_base: 2s, retry_cap: 2s, timeout: 3s"
+        rig.delivery = "retry_base: 2s, retry_cap: 2s, timeout: 3s"  # below apprise's own 4 s read timeout
         rig.publish(PARADE)
         config = rig.config()
         log = rig.tmp / "daemon.log"
