@@ -248,3 +248,35 @@ def test_watcher_run_polls_on_schedule_and_stops_cleanly_on_sigterm(
     # restarting on the same database sends nothing again
     assert once(config) == (0, 0)
     assert (len(hook.posts), len(smtp.messages)) == (1, 1)
+
+
+@pytest.mark.slow
+def test_an_offline_machine_gets_one_plain_hint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from watcher.daemon import Daemon
+
+    feeds = "".join(
+        f"  - {{name: f{i}, url: 'http://feed{i}.invalid/rss', interval: 60s}}\n" for i in range(3)
+    )
+    cfg = tmp_path / "watcher.yaml"
+    cfg.write_text(
+        f"database: {tmp_path / 'w.db'}\npoll: {{jitter: 0s, parse_workers: 0}}\nfeeds:\n{feeds}",
+        encoding="utf-8",
+    )
+    (tmp_path / "watchlist.yaml").write_text(WATCHLIST, encoding="utf-8")
+    daemon = Daemon(load_config(cfg))
+
+    async def run() -> None:
+        task = asyncio.create_task(daemon.run())
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if any("cannot be resolved" in r.getMessage() for r in caplog.records):
+                break
+        daemon.stop()
+        await task
+
+    asyncio.run(run())
+    hints = [r.getMessage() for r in caplog.records if "cannot be resolved" in r.getMessage()]
+    assert hints == [
+        "3 of 3 feeds cannot be resolved: is this machine offline? watcher keeps retrying each feed with"
+        " backoff; meanwhile `watcher demo` shows it working without a network"
+    ]

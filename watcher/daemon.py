@@ -160,6 +160,7 @@ class Daemon:
         self._running: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
+        self._first_polls: dict[str, str] = {}  # feed -> first outcome, for the offline hint
         self.service = Service(self, watch=watch)  # sd_notify, reload, health, metrics, housekeeping
 
     def stop(self) -> None:
@@ -258,6 +259,7 @@ class Daemon:
             log.info("feed %s: poll cut short by shutdown", name)
             return
         self.service.observe_poll(report)
+        self._offline_hint(name, report)
         if report.status == "ok":
             log.info(
                 "feed %s: %d new, %d edited, %d matches, %d alerts (%s, %.2fs)",
@@ -271,6 +273,24 @@ class Daemon:
             )
         else:
             log.debug("feed %s: %s", name, report.status)
+
+    def _offline_hint(self, name: str, report: PollReport) -> None:
+        """Once every feed has been tried: if nearly none resolved, say so once (instead of 35 puzzles)."""
+        if self._first_polls.get("") == "done" or name in self._first_polls or self.runtime is None:
+            return
+        self._first_polls[name] = report.error or report.status
+        feeds = self.runtime.pipeline.feeds
+        if len(self._first_polls) < len(feeds) or len(feeds) < 3:
+            return
+        unresolved = sum("cannot resolve host" in v for v in self._first_polls.values())
+        self._first_polls[""] = "done"
+        if unresolved >= 0.8 * len(feeds):
+            log.warning(
+                "%d of %d feeds cannot be resolved: is this machine offline? watcher keeps retrying each"
+                " feed with backoff; meanwhile `watcher demo` shows it working without a network",
+                unresolved,
+                len(feeds),
+            )
 
     async def _delivery_loop(self) -> None:
         """Start a delivery pass, then sleep until woken by new alerts or for at most two seconds.
