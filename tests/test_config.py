@@ -165,3 +165,11 @@ def test_digest_and_quiet_hours_times_are_checked_where_written(tmp_path: Path) 
     assert [p.split(": ", 1)[0].rsplit(":", 2)[1:] for p in got] == [["5", "18"], ["5", "35"], ["6", "40"]]
     assert "a time of day is written HH:MM" in got[0]
     assert "unknown time zone 'Asia/Seol'" in got[1]
+
+
+def test_silence_thresholds_reach_the_ops_policy(tmp_path: Path) -> None:
+    from watcher.ops import policy_for
+
+    path = write(tmp_path, "feed_failure_alert: 2h\nsilence: {rule_quiet: 12h, feed_ratio: 0.1}\n")
+    policy = policy_for(load_config(path, environ={}).config)
+    assert (policy.feed_failure_after, policy.rule_quiet, policy.feed_ratio) == (7200, 43200, 0.1)

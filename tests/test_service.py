@@ -110,6 +110,14 @@ class NotifySocket:
         self.sock.close()
 
 
+@pytest.fixture
+def notify(config: Path) -> Iterator[NotifySocket]:
+    """systemd's side of the notify protocol, closed after the test."""
+    sock = NotifySocket(config.parent / "notify.sock")
+    yield sock
+    sock.close()
+
+
 @pytest.mark.anyio
 async def test_service_in_process_health_metrics_sighup_and_one_daemon_per_database(
     config: Path,
@@ -117,9 +125,9 @@ async def test_service_in_process_health_metrics_sighup_and_one_daemon_per_datab
     hook: WebhookSink,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    notify: NotifySocket,
 ) -> None:
     caplog.set_level("INFO")
-    notify = NotifySocket(config.parent / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
     loaded = load_config(config)
     daemon = Daemon(loaded, config_path=config, watch=False)  # reload only on SIGHUP here
@@ -255,8 +263,9 @@ def _daemon(config: Path, stderr: object, env: dict[str, str] | None = None) -> 
 
 
 @pytest.mark.slow
-def test_systemd_notify_protocol_end_to_end(config: Path, feed_server: FeedServer) -> None:
-    notify = NotifySocket(config.parent / "notify.sock")
+def test_systemd_notify_protocol_end_to_end(
+    config: Path, feed_server: FeedServer, notify: NotifySocket
+) -> None:
     env = {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}  # a ping every 0.5 s
     with open(config.parent / "daemon.log", "wb") as err:
         proc = _daemon(config, err, env)

@@ -230,6 +230,15 @@ class DeliveryConfig(_Strict):
     give_up_after: Duration = Field(default=7 * 86400.0, description="stop retrying an alert this old")
 
 
+class SilenceConfig(_Strict):
+    """Silence is a signal: a rule or feed gone quiet shows in `watcher status` (and goes to ops_channel)."""
+
+    rule_quiet: Duration = Field(default=3 * 86400.0, description="a steadily matching rule silent this long")
+    feed_ratio: float = Field(
+        default=0.2, gt=0, lt=1, description="a feed whose last 24 h fall below this share of its median day"
+    )
+
+
 class HttpConfig(_Strict):
     listen: str = Field(default="127.0.0.1:9108", description="address of /healthz and /metrics")
     enabled: bool = False
@@ -248,6 +257,7 @@ class Config(_Strict):
     retention: Duration = Field(default=90 * 86400.0, description="items and deliveries older are pruned")
     ops_channel: str | None = Field(default=None, description="channel for feed-health alerts")
     feed_failure_alert: Duration = Field(default=6 * 3600.0, description="alert when a feed fails this long")
+    silence: SilenceConfig = SilenceConfig()
     http: HttpConfig = HttpConfig()
 
     @field_validator("channels")

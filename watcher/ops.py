@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.config import Config
 from watcher.store import Store, from_iso, iso
 from watcher.units import format_duration
 
@@ -47,6 +48,16 @@ class OpsPolicy:
     feed_baseline_days: int = 14
     feed_min_per_day: float = 5.0  # feeds with fewer items a day are too sparse to judge
     feed_min_history_days: int = 7
+
+
+def policy_for(config: Config) -> OpsPolicy:
+    """The thresholds a config sets (``feed_failure_alert``, ``silence``); the rest keep their defaults."""
+    return OpsPolicy(
+        feed_failure_after=config.feed_failure_alert,
+        rule_quiet=config.silence.rule_quiet,
+        feed_ratio=config.silence.feed_ratio,
+        feed_normal_ratio=max(config.silence.feed_ratio, OpsPolicy().feed_normal_ratio),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

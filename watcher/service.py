@@ -30,7 +30,7 @@ from watcher.errors import ConfigError, WatcherError
 from watcher.health import HealthCheck, HealthServer
 from watcher.logs import channel_secrets, redactor
 from watcher.metrics import Metrics
-from watcher.ops import OpsEvent, OpsPolicy, check_ops
+from watcher.ops import OpsEvent, check_ops, policy_for
 from watcher.reload import diff, watch_files
 from watcher.sdnotify import Notifier
 from watcher.status import prune
@@ -270,7 +270,7 @@ class Service:
             active_rules={r.id for r in rt.rules.watchlist.rules if r.enabled},
             ops_channel=cfg.ops_channel,
             now=datetime.now(UTC),
-            policy=OpsPolicy(feed_failure_after=cfg.feed_failure_alert),
+            policy=policy_for(cfg),
         )
         if any(e.sent for e in events) and cfg.ops_channel:
             self.daemon.wake_delivery()

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from watcher.config import LoadedConfig
-from watcher.ops import OpsPolicy, Silence, gather
+from watcher.ops import OpsPolicy, Silence, gather, policy_for
 from watcher.store import Store, from_iso, iso
 from watcher.units import format_duration
 
@@ -178,7 +178,7 @@ def collect_status(
     size = database_bytes(db)
     if size is None:
         return StatusReport(daemon=daemon, database=db, database_bytes=None)
-    policy = policy or OpsPolicy(feed_failure_after=loaded.config.feed_failure_alert)
+    policy = policy or policy_for(loaded.config)
     with read_only(db) as store:
         feeds = store.feeds()
         configured = [f.name for f in loaded.config.feeds if f.enabled]
