@@ -111,6 +111,7 @@ class DaemonResult:
     rss_peak: int = 0
     rss_samples: list[int] = field(default_factory=list)  # after the first full poll
     first_poll: float = 0.0  # seconds from start until every feed was fetched once
+    processes: dict[str, int] = field(default_factory=dict)  # RSS per process at the end
     note: str = ""
 
     @property
@@ -193,6 +194,7 @@ def run_daemon(
                     time.sleep(0.5)
                     result.rss_samples.append(sampler.last)
                 result.rss_peak = sampler.peak
+                result.processes = sampler.breakdown()
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -514,9 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", default="0", help="seconds per request: 0.1 or a range 0.05-0.3")
     ap.add_argument("--no-gzip", action="store_true", help="never compress bodies")
     ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--exclude", default="", help="comma list of corpus files to leave out")
     args = ap.parse_args(argv)
+    leave_out = set(filter(None, args.exclude.split(",")))
+    sources = [s for s in load_sources() if s.name not in leave_out]
     farm = Farm(feeds=args.feeds, hosts=args.hosts, latency=parse_latency(args.latency),
-                compress=not args.no_gzip)  # fmt: skip
+                compress=not args.no_gzip, sources=sources)  # fmt: skip
 
     async def run() -> None:
         served = await serve(farm, args.control_port)

@@ -18,11 +18,15 @@ HERE = Path(__file__).resolve().parent
 class FarmProcess:
     """``with FarmProcess(feeds=1000) as farm: farm.urls(); farm.mutate(5)``."""
 
-    def __init__(self, *, feeds: int = 1000, hosts: int = 100, latency: str = "0", gzip: bool = True) -> None:
+    def __init__(
+        self, *, feeds: int = 1000, hosts: int = 100, latency: str = "0", gzip: bool = True, exclude: str = ""
+    ) -> None:
         self.argv = [sys.executable, str(HERE / "farm.py"), "--feeds", str(feeds), "--hosts", str(hosts),
                      "--latency", latency]  # fmt: skip
         if not gzip:
             self.argv.append("--no-gzip")
+        if exclude:
+            self.argv += ["--exclude", exclude]
         self.proc: subprocess.Popen[str] | None = None
         self.control = ""
         self.feeds = feeds

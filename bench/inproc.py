@@ -1,9 +1,9 @@
 """Polls inside one running watcher (as the daemon does them): no process start, no config load per poll.
 
-    python bench/inproc.py CONFIG FARM_CONTROL_URL RUNS [httpx2]
+    python bench/inproc.py CONFIG FARM_CONTROL_URL RUNS COLD_RUNS [httpx2]
 
-Times ``Pipeline.poll_all()`` with the runtime already open (``watcher.daemon.open_runtime``): RUNS cold
-polls (each into a new database, latency 50–300 ms), then on the last database RUNS warm polls (100 ms,
+Times ``Pipeline.poll_all()`` with the runtime already open (``watcher.daemon.open_runtime``): COLD_RUNS
+cold polls (each into a new database, latency 50–300 ms), then on the last database RUNS warm polls (100 ms,
 every feed 304) and RUNS steady-state polls (5% of the feeds changed before each, 50–300 ms). Prints one
 JSON object: seconds per poll, new items found, and peak RSS of this process and of its children.
 """
@@ -24,7 +24,7 @@ def _farm(control: str, path: str) -> None:
     urllib.request.urlopen(urllib.request.Request(control + path, method="POST"), timeout=120).read()
 
 
-async def _polls(config: str, control: str, runs: int) -> dict[str, Any]:
+async def _polls(config: str, control: str, runs: int, cold_runs: int) -> dict[str, Any]:
     from watcher.config import load_config
     from watcher.daemon import open_runtime
 
@@ -46,12 +46,12 @@ async def _polls(config: str, control: str, runs: int) -> dict[str, Any]:
         out[kind].append(time.perf_counter() - started)
         out["found"][kind].append(sum(r.new for r in reports))
 
-    for k in range(runs):
+    for k in range(cold_runs):
         _farm(control, "/_farm/reset")
         fresh = dataclasses.replace(loaded, database=loaded.database.with_name(f"inproc-{k}.db"))
         async with open_runtime(fresh) as rt:
             await poll(rt, "cold", "min=0.05&max=0.3")
-            if k < runs - 1:
+            if k < cold_runs - 1:
                 continue
             for _ in range(runs):
                 await poll(rt, "warm", "min=0.1&max=0.1")
@@ -64,12 +64,12 @@ async def _polls(config: str, control: str, runs: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    config, control, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if sys.argv[4:] == ["httpx2"]:
+    config, control, runs, cold_runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if sys.argv[5:] == ["httpx2"]:
         import httpx2  # type: ignore[import-not-found,unused-ignore]  # bench/.peers only
 
         sys.modules["httpx"] = httpx2
-    print(json.dumps(asyncio.run(_polls(config, control, runs))))
+    print(json.dumps(asyncio.run(_polls(config, control, runs, cold_runs))))
     return 0
 
 

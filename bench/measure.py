@@ -96,6 +96,22 @@ class RssSampler:
                 t = p.cpu_times()
                 self._cpu[p.pid] = float(t.user + t.system)
 
+    def breakdown(self) -> dict[str, int]:
+        """RSS of each process of the tree now, by a short name (its command line's most telling word)."""
+        out: dict[str, int] = {}
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return out
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                cmd = " ".join(p.cmdline())
+                kind = (
+                    "forkserver" if "forkserver" in cmd else "worker" if "multiprocessing" in cmd else "main"
+                )
+                out[f"{kind} {p.pid}"] = int(p.memory_info().rss)
+        return out
+
     @property
     def cpu(self) -> float:
         """CPU seconds of every process of the tree seen so far (up to its last sample)."""

@@ -83,9 +83,12 @@ def poll_table(results: Sequence[Result], *, full: int, reference: str) -> list[
         ref = next((r for r in rows if r.tool == reference), None)
         for r in rows:
             at_full = r.scaled.median
-            scaled_note = "" if r.scale == 1 else f" (×{r.scale:g})"
+            scaled_note = "" if r.scale == 1 else f" (×{r.scale:.3g})"
             rate = f"{r.items / r.wall.median:,.0f}" if r.items and scenario == "cold" else "—"
-            found = "/".join(str(f) for f in sorted(set(r.found))) if r.found else "—"
+            known = sorted({f for f in r.found if f is not None})
+            found = (
+                "—" if not known else f"{known[0]:,}" if len(known) == 1 else f"{known[0]:,}–{known[-1]:,}"
+            )
             vs = "—" if ref is None or r is ref else ratio(at_full / ref.scaled.median) + " slower"
             if ref is not None and r is not ref and at_full < ref.scaled.median:
                 vs = ratio(ref.scaled.median / at_full) + " faster"

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -29,6 +30,7 @@ import farmcheck  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
 from farmctl import FarmProcess  # noqa: E402
+from measure import Run  # noqa: E402
 from peers import Feed2Exec, Naive, Rss2Email, Tool  # noqa: E402
 from rulesets import naive_rules  # noqa: E402
 from scenarios import Plan, Result, inproc_scenarios, poll_scenarios  # noqa: E402
@@ -58,14 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small numbers, to check the harness (< 3 min)")
     ap.add_argument("--skip", default="", help="comma list of: peers,httpx2,daemon,matching")
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    ap.add_argument("--render", metavar="RUN.json", help="only rewrite the docs from a saved run")
     args = ap.parse_args(argv)
+    if args.render:
+        _write_docs(*_load(Path(args.render)))
+        print(f"updated {report.DOCS}")
+        return 0
     quick = args.quick
     full = args.feeds if not quick or args.feeds != 1000 else 200
     peer_feeds = args.peer_feeds or (8 if quick else 30)
     runs = args.runs or (1 if quick else 3)
     skip = set(filter(None, args.skip.split(",")))
     plan = Plan(runs=runs, quiet_wait=5 if quick else 30)
-    measure.QUIET_BUDGET[0] = 20 if quick else 180
+    measure.QUIET_BUDGET[0] = 20 if quick else 90
     started = time.time()
     safe, why = pool_safe()
     workers = None if safe else 0
@@ -93,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         print(farm_note, flush=True)
         main_tool = Watcher(WORK / "watcher", parse_workers=workers, label="watcher")
         results += _scenarios(main_tool, farm, urls, full, plan)
-        extra_versions["watcher"] = main_tool.version
         clients: dict[tuple[str, int], list[Result]] = {}
         combos = [("httpx", 100)] if "httpx2" in skip else [("httpx", 100), ("httpx", 20), ("httpx2", 100)]
         for client, conns in combos:
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             inproc = Watcher(WORK / f"inproc-{client}-{conns}", client=client, concurrency=conns,
                              parse_workers=workers, label=label)  # fmt: skip
             print(f"\n{label}: {len(urls)} feeds", flush=True)
-            clients[(client, conns)] = inproc_scenarios(inproc, farm, urls, plan=plan)
+            cold_runs = 1 if conns == 20 else runs  # the default's cold poll: once, for reference
+            clients[(client, conns)] = inproc_scenarios(inproc, farm, urls, plan=plan, cold_runs=cold_runs)
             if client == "httpx2":
                 extra_versions["httpx2"] = HTTPX2_PIN
         results += clients[("httpx", 100)]
@@ -113,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for tool in peers:
                 results += _scenarios(tool, farm, urls[:peer_feeds], full, plan)
-                extra_versions[tool.name] = tool.version
+                if tool.name != "naive":  # same feedparser as watcher's
+                    extra_versions[tool.name] = tool.version
         daemon_result = None
         if "daemon" not in skip:
             daemon_result = _daemon(farm, urls, quick, workers)
@@ -126,12 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(clients) > 1:
         print("\n" + report.terminal(docs.client_lines(clients)))
     print(f"\nwhole run: {elapsed / 60:.1f} min")
-    _save(results, daemon_result, matching)
+    meta = {"full": full, "peer_feeds": peer_feeds, "runs": runs, "quick": quick, "farm_note": farm_note,
+            "notes": notes, "versions": extra_versions, "elapsed": elapsed}  # fmt: skip
+    _save(results, clients, daemon_result, matching, meta)
     if not args.no_docs:
-        _write_docs(
-            results, clients, daemon_result, matching, full=full, peer_feeds=peer_feeds, runs=runs,
-            quick=quick, farm_note=farm_note, notes=notes, versions=extra_versions, elapsed=elapsed,
-        )  # fmt: skip
+        _write_docs(results, clients, daemon_result, matching, meta)
         print(f"updated {report.DOCS}")
     return 0
 
@@ -153,7 +160,7 @@ def _daemon(farm: FarmProcess, urls: list[str], quick: bool, workers: int | None
                                    interval=10, window=20, probes=8, parse_workers=workers)  # fmt: skip
     else:
         result = daemon.run_daemon(farm, urls, WORK / "daemon", store=store, stored_items=items,
-                                   interval=60, window=100, probes=30, parse_workers=workers)  # fmt: skip
+                                   interval=60, window=90, probes=30, parse_workers=workers)  # fmt: skip
     if built is not None:
         result.note = (result.note + f" The {items:,}-item database took {built:.0f} s to build.").strip()
     return result
@@ -169,26 +176,53 @@ def _matching(quick: bool) -> list[dict[str, float]] | None:
     return rows
 
 
-def _save(results: list[Result], d: daemon.DaemonResult | None, m: object) -> None:
+Clients = dict[tuple[str, int], list[Result]]
+
+
+def _save(
+    results: list[Result], clients: Clients, d: daemon.DaemonResult | None, m: object, meta: dict[str, Any]
+) -> None:
     out = HERE / "results" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "polls": [asdict(r) for r in results],
+        "clients": {f"{c}:{n}": [asdict(r) for r in rows] for (c, n), rows in clients.items()},
         "daemon": asdict(d) if d is not None else None,
         "matching": m,
+        "meta": meta,
     }
     out.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    print(f"raw results: {out}")
+    print(
+        f"raw results: {out} (python bench/run.py --render {out.relative_to(HERE.parent)} rewrites the docs)"
+    )
+
+
+def _load(
+    path: Path,
+) -> tuple[list[Result], Clients, daemon.DaemonResult | None, list[dict[str, float]] | None, dict[str, Any]]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+
+    def result(x: dict[str, Any]) -> Result:
+        r = Result(**{k: v for k, v in x.items() if k != "runs"})
+        r.runs = [Run(**y) for y in x["runs"]]
+        return r
+
+    results = [result(x) for x in data["polls"]]
+    clients = {
+        (k.split(":")[0], int(k.split(":")[1])): [result(x) for x in v] for k, v in data["clients"].items()
+    }
+    d = daemon.DaemonResult(**data["daemon"]) if data["daemon"] else None
+    return results, clients, d, data["matching"], data["meta"]
 
 
 def _write_docs(
     results: list[Result],
-    clients: dict[tuple[str, int], list[Result]],
+    clients: Clients,
     d: daemon.DaemonResult | None,
     matching: list[dict[str, float]] | None,
-    **kw: object,
+    meta: dict[str, Any],
 ) -> None:
-    sections, header = docs.sections(results, clients, d, matching, **kw)
+    sections, header = docs.sections(results, clients, d, matching, **meta)
     report.write_sections(sections, header, leading=docs.LEADING)
 
 

@@ -26,7 +26,7 @@ class Result:
     scale: float  # multiply its seconds by this to compare at the full feed count (1.0: measured at full)
     items: int  # items per run: in the documents (cold) or added (steady)
     runs: list[Run] = field(default_factory=list)
-    found: list[int] = field(default_factory=list)  # new items the tool reported per run
+    found: list[int | None] = field(default_factory=list)  # new items the tool reported per run
     requests: list[dict[str, int]] = field(default_factory=list)  # farm counters per run
     note: str = ""
 
@@ -54,12 +54,13 @@ class Result:
 _FOUND = re.compile(r"(\d+) new items")
 
 
-def found_in(tool: Tool, out: str, emitted_before: int) -> int:
-    """New items a run reported: from its summary line, else from the messages it emitted."""
+def found_in(tool: Tool, out: str, emitted_before: int, *, first: bool) -> int | None:
+    """New items a run reported: from its summary line, else from the messages it emitted (None: a
+    first run that remembers without emitting, so tells nothing)."""
     m = _FOUND.search(out)
     if m is not None:
         return int(m.group(1))
-    return tool.emitted() - emitted_before
+    return None if first else tool.emitted() - emitted_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def _measure(tool: Tool, farm: FarmProcess, result: Result, *, first: bool, plan
     r = run(tool.argv(first=first), cwd=tool.workdir, env=tool.env, timeout=plan.timeout)
     result.runs.append(r)
     result.requests.append(_delta(farm.stats(), before))
-    result.found.append(found_in(tool, r.output, emitted))
+    result.found.append(found_in(tool, r.output, emitted, first=first))
 
 
 def poll_scenarios(
@@ -124,12 +125,15 @@ def poll_scenarios(
     return [cold, warm, state]
 
 
-def inproc_scenarios(tool: Watcher, farm: FarmProcess, urls: list[str], *, plan: Plan) -> list[Result]:
+def inproc_scenarios(
+    tool: Watcher, farm: FarmProcess, urls: list[str], *, plan: Plan, cold_runs: int | None = None
+) -> list[Result]:
     """The same three scenarios as polls inside one running watcher (bench/inproc.py)."""
     tool.fresh(urls)
     farm.reset()
     wait_quiet(max_wait=plan.quiet_wait)
-    r = run(tool.inproc_argv(farm.control, plan.runs), cwd=tool.workdir, env=tool.env, timeout=plan.timeout)
+    argv = tool.inproc_argv(farm.control, plan.runs, cold_runs or plan.runs)
+    r = run(argv, cwd=tool.workdir, env=tool.env, timeout=plan.timeout)
     data = json.loads(r.output.strip().splitlines()[-1])
     n = len(urls)
     items = {"cold": farm.items(n), "warm": 0, "steady": max(1, round(n * plan.steady_percent / 100))}
@@ -153,7 +157,7 @@ def _say(log: bool, result: Result, i: int) -> None:
     req = result.requests[i]
     print(
         f"  {result.tool:<34} {result.scenario:<6} run {i + 1}: {r.wall:7.2f} s  cpu {r.cpu:6.2f} s  "
-        f"rss {r.peak_rss / 1e6:5.0f} MB  found {result.found[i]:>6}  "
+        f"rss {r.peak_rss / 1e6:5.0f} MB  found {'-' if result.found[i] is None else result.found[i]:>6}  "
         f"200s {req.get('ok', 0):>5} 304s {req.get('not_modified', 0):>5}  others' CPU {r.background:4.0%}",
         flush=True,
     )

@@ -123,8 +123,8 @@ class Watcher(Tool):
         cfg = str(self.workdir / "watcher.yaml")
         return [*self.entry, "poll", "--once", "--config", cfg, "--log-level", "warning"]
 
-    def inproc_argv(self, control: str, runs: int) -> list[str]:
+    def inproc_argv(self, control: str, runs: int, cold_runs: int) -> list[str]:
         """bench/inproc.py: polls inside one running process."""
         cfg = str(self.workdir / "watcher.yaml")
         extra = ["httpx2"] if self.client == "httpx2" else []
-        return [str(self.python), str(HERE / "inproc.py"), cfg, control, str(runs), *extra]
+        return [str(self.python), str(HERE / "inproc.py"), cfg, control, str(runs), str(cold_runs), *extra]
