@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import multiprocessing
 import os
@@ -118,14 +119,21 @@ async def open_runtime(loaded: LoadedConfig, *, rules: Rules | None = None) -> A
     executor = make_executor(poll.parse_workers)
     renderer = Renderer(user_template_dir(loaded.path))
     deliverer = Deliverer(store, loaded.config.channels, loaded.config.delivery, renderer=renderer)
-    pipeline = Pipeline(loaded=loaded, store=store, rules=rules, fetcher=fetcher, executor=executor)
+    pipeline = Pipeline(
+        loaded=loaded,
+        store=store,
+        rules=rules,
+        fetcher=fetcher,
+        executor=executor,
+        executor_factory=functools.partial(make_executor, poll.parse_workers),
+    )
     try:
         store.recover_sending()
         pipeline.sync_feeds()
         yield Runtime(loaded, store, rules, fetcher, executor, pipeline, deliverer)
     finally:
         await fetcher.aclose()
-        executor.shutdown(wait=False, cancel_futures=True)
+        (pipeline.executor or executor).shutdown(wait=False, cancel_futures=True)
         store.close()
 
 

@@ -7,6 +7,7 @@
      ├── StoreError       the database refused a read or write
      └── DeliveryError    a channel refused or failed an alert (carries the channel name)
 
+Every error survives pickling (parsing runs in a worker process, and its errors come back).
 Expected outcomes are values, not exceptions: "not modified", "no new items", "duplicate".
 Third-party errors are wrapped at the stage edge (``raise FetchError(...) from exc``).
 """
@@ -14,6 +15,7 @@ Third-party errors are wrapped at the stage edge (``raise FetchError(...) from e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class ConfigError(WatcherError):
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[Problem]]]:
+        return (type(self), (self.problems,))
+
 
 class FetchError(WatcherError):
     """A feed could not be fetched."""
@@ -54,14 +59,20 @@ class FetchError(WatcherError):
         self.retry_after = retry_after
         super().__init__(f"{feed}: {message}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.feed, self.message), {"retry_after": self.retry_after}))
+
 
 class ParseError(WatcherError):
-    """A fetched body held no readable feed."""
+    """A fetched body held no readable feed. Picklable: it crosses from the parser process."""
 
     def __init__(self, feed: str, message: str) -> None:
         self.feed = feed
         self.message = message
         super().__init__(f"{feed}: {message}")
+
+    def __reduce__(self) -> tuple[type[ParseError], tuple[str, str]]:
+        return (type(self), (self.feed, self.message))
 
 
 class StoreError(WatcherError):
@@ -75,3 +86,10 @@ class DeliveryError(WatcherError):
         self.channel = channel
         self.message = message
         super().__init__(f"{channel}: {message}")
+
+    def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, str]]:
+        return (type(self), (self.channel, self.message))
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
+    return cls(*args, **kwargs)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -76,6 +77,7 @@ class Pipeline:
         rules: Rules,
         fetcher: Fetcher,
         executor: Executor | None = None,
+        executor_factory: Callable[[], Executor] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_alert: Callable[[], None] | None = None,
     ) -> None:
@@ -84,6 +86,7 @@ class Pipeline:
         self.rules = rules
         self.fetcher = fetcher
         self.executor = executor
+        self.executor_factory = executor_factory
         self.clock = clock
         self.on_alert = on_alert
 
@@ -155,6 +158,17 @@ class Pipeline:
             parsed = await asyncio.get_running_loop().run_in_executor(self.executor, job)
         except ParseError as exc:
             return self._failed(feed, exc.message, now, state.consecutive_failures, None)
+        except BrokenProcessPool:
+            # the parser process died (killed, out of memory): start a new one; this feed is tried again
+            # at its next poll, like any failure, and the feeds after it are parsed by the new process
+            self._restart_parser()
+            return self._failed(
+                feed,
+                "the parser process died while reading this feed; restarted",
+                now,
+                state.consecutive_failures,
+                None,
+            )
         except Exception as exc:  # a parser bug must not stop the daemon: record it on the feed
             log.exception("feed %s: parser crashed", feed.name)
             return self._failed(
@@ -181,6 +195,14 @@ class Pipeline:
         if report.alerts and self.on_alert is not None:
             self.on_alert()
         return report
+
+    def _restart_parser(self) -> None:
+        if self.executor_factory is None:
+            return
+        broken, self.executor = self.executor, self.executor_factory()
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+        log.error("the parser process died; a new one was started")
 
     def _failed(
         self, feed: FeedConfig, error: str, now: datetime, failures: int, retry_after: float | None
