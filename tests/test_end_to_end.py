@@ -95,7 +95,7 @@ def rig(tmp_path: Path, feed_server: FeedServer) -> Iterator[tuple[Path, FeedSer
 database: {tmp_path / "watcher.db"}
 watchlist: watchlist.yaml
 alert_max_age: 24h
-poll: {{interval: 1s, jitter: 0s, parse_workers: 0}}
+poll: {{interval: 1s, jitter: 0s}}  # parsing in a worker process, as by default
 delivery: {{retry_base: 1s}}
 feeds:
   - {{name: wire, url: "{feed_server.url("/wire.xml")}", publisher: Wire}}
