@@ -476,6 +476,10 @@ class ThreadedFarm:
         self.served = self.loop.run_until_complete(serve(self.farm))
         self._ready.set()
         self.loop.run_forever()
+        self.served.close()
+        for s in self.served.servers:
+            self.loop.run_until_complete(s.wait_closed())
+        self.loop.close()
 
     def __enter__(self) -> ThreadedFarm:
         self._thread.start()
@@ -483,8 +487,6 @@ class ThreadedFarm:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.served is not None:
-            self.loop.call_soon_threadsafe(self.served.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

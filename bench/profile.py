@@ -18,6 +18,20 @@ from pathlib import Path
 from farmctl import FarmProcess
 from watcher_tool import Watcher
 
+
+def pool_safe() -> tuple[bool, str]:
+    """Whether parse errors survive the trip back from a parser process (else the pool breaks on one)."""
+    import pickle
+
+    from watcher.errors import ParseError
+
+    try:
+        pickle.loads(pickle.dumps(ParseError("feed", "message")))
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""
+
+
 HERE = Path(__file__).resolve().parent
 SECTION = "Where the time goes"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
@@ -98,15 +112,21 @@ def main() -> None:
     ap.add_argument("--parse-workers", type=int, default=None, help="override poll.parse_workers")
     ap.add_argument("--write", action="store_true", help=f"record it under '## {SECTION}'")
     args = ap.parse_args()
+    workers = args.parse_workers
+    note = ""
+    if workers is None and not pool_safe()[0]:
+        workers = 0
+        note = "Parsing in a thread (`poll.parse_workers: 0`): see the note under Results."
     with FarmProcess(feeds=args.feeds) as farm:
-        raw = profile(farm, farm.urls(), HERE / "results" / "profile", parse_workers=args.parse_workers)
-    text = section(raw, feeds=args.feeds)
+        raw = profile(farm, farm.urls(), HERE / "results" / "profile", parse_workers=workers)
+    text = section(raw, feeds=args.feeds, note=note)
     print(text)
     if args.write:
         from report import DOCS
 
         header = DOCS.read_text(encoding="utf-8").split("\n## ", 1)[0] if DOCS.exists() else "# Benchmarks"
         write_sections({SECTION: text}, header)
+        print(f"updated {DOCS}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import time
 from dataclasses import asdict
@@ -24,6 +23,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from profile import pool_safe  # noqa: E402
 
 import daemon  # noqa: E402
 import farmcheck  # noqa: E402
@@ -39,17 +40,6 @@ from watcher_tool import HTTPX2_PIN, Watcher  # noqa: E402
 import docs  # noqa: E402
 
 WORK = HERE / "results" / "work"
-
-
-def pool_safe() -> tuple[bool, str]:
-    """Whether parse errors survive the trip back from a parser process (else the pool breaks on one)."""
-    from watcher.errors import ParseError
-
-    try:
-        pickle.loads(pickle.dumps(ParseError("feed", "message")))
-    except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-    return True, ""
 
 
 def main(argv: list[str] | None = None) -> int:
