@@ -175,10 +175,9 @@ class Pipeline:
                 feed, f"parser crashed: {type(exc).__name__}: {exc}", now, state.consecutive_failures, None
             )
         report = PollReport(feed=feed.name, status="ok", warnings=parsed.warnings, parser=parsed.parser)
-        first_poll = state.first_polled_at is None
         with self.store.db.atomic():
             stored = self.store.store_items(parsed.items, now=now)
-            self._match_and_alert(feed, stored, now=now, report=report, first_poll=first_poll)
+            self._match_and_alert(feed, stored, now=now, report=report)
             self.store.record_success(
                 feed.name,
                 now=now,
@@ -223,8 +222,8 @@ class Pipeline:
         *,
         now: datetime,
         report: PollReport,
-        first_poll: bool,
     ) -> None:
+        """Match new and edited items; alert on fresh ones (older than alert_max_age: matched, no alert)."""
         max_age = self.loaded.config.alert_max_age
         signals = Signals(self.store, channels=self.loaded.config.channels)
         signals.close_quiet(now)
@@ -253,4 +252,3 @@ class Pipeline:
                 outcome = signals.on_match(rule=rule, feed=feed, stored=s, match=match, now=now)
                 if outcome.alert_id is not None:
                     report.alerts += 1
-        del first_poll  # old items of a first poll are caught by alert_max_age like any other
