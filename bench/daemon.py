@@ -112,16 +112,19 @@ class DaemonResult:
     rss_samples: list[int] = field(default_factory=list)  # after the first full poll
     first_poll: float = 0.0  # seconds from start until every feed was fetched once
     processes: dict[str, int] = field(default_factory=dict)  # RSS per process at the end
+    other_jitter: float = 0.0  # a second run's jitter, and its latencies
+    other_latencies: list[float] = field(default_factory=list)
     note: str = ""
 
     @property
     def rss_median(self) -> float:
         return statistics.median(self.rss_samples) if self.rss_samples else 0.0
 
-    def quantile(self, q: float) -> float:
-        if not self.latencies:
+    def quantile(self, q: float, *, other: bool = False) -> float:
+        """The ``q`` quantile (nearest rank) of the latencies (of the second run's, if ``other``)."""
+        xs = sorted(self.other_latencies if other else self.latencies)
+        if not xs:
             return float("nan")
-        xs = sorted(self.latencies)
         return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 

@@ -105,11 +105,7 @@ class RssSampler:
             return out
         for p in procs:
             with contextlib.suppress(psutil.Error):
-                cmd = " ".join(p.cmdline())
-                kind = (
-                    "forkserver" if "forkserver" in cmd else "worker" if "multiprocessing" in cmd else "main"
-                )
-                out[f"{kind} {p.pid}"] = int(p.memory_info().rss)
+                out[f"{_role(p, self.proc)} {p.pid}"] = int(p.memory_info().rss)
         return out
 
     @property
@@ -152,6 +148,19 @@ def wait_quiet(*, threshold: float = 0.25, max_wait: float = 60.0) -> float:
         load = background_load()
     QUIET_BUDGET[0] = max(0.0, QUIET_BUDGET[0] - (time.monotonic() - started))
     return load
+
+
+def _role(p: psutil.Process, root: psutil.Process) -> str:
+    """What a process of the tree is: main, forkserver, parser (a pool worker), resource tracker, child."""
+    if p.pid == root.pid:
+        return "main"
+    cmd = " ".join(p.cmdline())
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    if "forkserver" in cmd:
+        parent = p.parent()
+        return "parser" if parent is not None and "forkserver" in " ".join(parent.cmdline()) else "forkserver"
+    return "child"
 
 
 def run(

@@ -151,6 +151,12 @@ def _daemon(farm: FarmProcess, urls: list[str], quick: bool, workers: int | None
     else:
         result = daemon.run_daemon(farm, urls, WORK / "daemon", store=store, stored_items=items,
                                    interval=60, window=90, probes=30, parse_workers=workers)  # fmt: skip
+        print("  again with the shipped default jitter (30 s)", flush=True)
+        again = daemon.run_daemon(
+            farm, urls, WORK / "daemon-jitter", store=store, stored_items=items,
+            interval=60, jitter=30, window=90, probes=30, parse_workers=workers,
+        )  # fmt: skip
+        result.other_jitter, result.other_latencies = again.jitter, again.latencies
     if built is not None:
         result.note = (result.note + f" The {items:,}-item database took {built:.0f} s to build.").strip()
     return result
