@@ -60,7 +60,7 @@ def versions(extra: dict[str, str]) -> str:
 def secs(x: float) -> str:
     if math.isnan(x):
         return "—"
-    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+    return f"{x:.2f}" if round(x, 2) < 10 else f"{x:.1f}" if round(x, 1) < 100 else f"{x:,.0f}"
 
 
 def spread(stats_lo: float, stats_hi: float) -> str:
@@ -92,6 +92,8 @@ def poll_table(results: Sequence[Result], *, full: int, reference: str) -> list[
             vs = "—" if ref is None or r is ref else ratio(at_full / ref.scaled.median) + " slower"
             if ref is not None and r is not ref and at_full < ref.scaled.median:
                 vs = ratio(ref.scaled.median / at_full) + " faster"
+            if ref is not None and r is not ref and abs(at_full / ref.scaled.median - 1) < 0.05:
+                vs = "same"
             lines.append(
                 f"| {SCENARIO_NAMES[scenario]} | {r.tool} | {r.feeds:,} | {secs(r.wall.median)} "
                 f"({spread(r.wall.lo, r.wall.hi)}) | {secs(at_full)}{scaled_note} | {rate} | {found} "
