@@ -209,6 +209,8 @@ def run_daemon(
         result.latencies = _latencies(rx, sent)
     if proc.returncode not in (0, -signal.SIGTERM):
         result.note = f"daemon exited {proc.returncode}; see {workdir / 'daemon.log'}"
+    for leftover in workdir.glob("watcher.db*"):  # a copy of the cached database: gigabytes
+        leftover.unlink()
     return result
 
 
