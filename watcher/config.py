@@ -60,7 +60,9 @@ class PollConfig(_Strict):
     """Defaults for every feed, and the HTTP client's limits."""
 
     interval: Duration = Field(default=600.0, description="default poll interval per feed, e.g. 10m")
-    jitter: Duration = Field(default=30.0, description="random delay added to each poll, spreads load")
+    jitter: Duration = Field(
+        default=30.0, description="each feed's polls start at its own random offset within this; spreads load"
+    )
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 20.0
     deadline: Duration = Field(default=60.0, description="total time one fetch may take")

@@ -219,14 +219,15 @@ class Daemon:
             self.schedule_feed(feed)
 
     def feed_trigger(self, feed: FeedConfig) -> IntervalTrigger:
-        interval, jitter = self.loaded.feed_interval(feed), self.loaded.config.poll.jitter
-        return IntervalTrigger(seconds=interval, jitter=min(jitter, interval / 2) or None)
+        """Every ``interval``, exactly: the jitter is a fixed offset per feed (see schedule_feed), so the
+        gap between two polls of a feed never exceeds its interval (per-run jitter made it up to 2x)."""
+        return IntervalTrigger(seconds=self.loaded.feed_interval(feed))
 
     def schedule_feed(self, feed: FeedConfig) -> None:
-        """Add the feed's poll job, first run within a few seconds (spread so feeds do not start at once)."""
+        """Add the feed's poll job at a random offset within ``poll.jitter``: feeds start spread out."""
         assert self.scheduler is not None
         interval, jitter = self.loaded.feed_interval(feed), self.loaded.config.poll.jitter
-        spread = random.uniform(0, min(interval, jitter, 5.0))
+        spread = random.uniform(0, min(interval, jitter))
         self.scheduler.add_job(
             self._poll_job,
             self.feed_trigger(feed),
