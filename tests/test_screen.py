@@ -270,3 +270,20 @@ def test_windows_1251_is_converted_like_feedparser_converts_it() -> None:
     assert converted.decode("utf-8").endswith("<rss><channel><title>Новости</title></channel></rss>")
     assert problem is None
     assert opaque_encoding(body.encode("cp1251")) is None  # ASCII-transparent: screened as bytes
+
+
+@pytest.mark.parametrize("pad", [b"", b" "], ids=["odd-length", "even-length"])
+def test_a_utf16_declaration_in_one_byte_text_reads_the_same_whatever_the_length(pad: bytes) -> None:
+    """A real feed (fastfeedparser 9e0834333e854116) declares UTF-16 but is UTF-8: one more byte must not
+    turn it into garbage (UTF-16 decoding only fails on odd lengths)."""
+    from watcher.parse import parse_feed
+
+    body = (
+        b'<?xml version="1.0" encoding="utf-16"?>\n<rss version="2.0"><channel><title>T</title>'
+        b"<item><title>Kim \xea\xb9\x80\xec\xa0\x95\xec\x9d\x80</title><guid>1</guid></item></channel></rss>\n"
+    ) + pad
+    parsed = parse_feed(body, feed="f", url="http://x/")
+    assert [i.title for i in parsed.items] == ["Kim 김정은"]
+    assert parsed.warnings == (
+        "character encoding: declared as UTF-16 or UTF-32 in one-byte text; read as utf-8",
+    )

@@ -102,8 +102,13 @@ def to_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str | 
     encoding did not fit. A byte order mark (or UTF-16 without one) decides the encoding."""
     charset_given = bool(content_type and _CHARSET.search(content_type))
     unmarked = _unicode_by_bom(body)
+    narrow = not unmarked and _wide_declared_narrow(body)
     if unmarked:  # the byte order mark wins over any charset named elsewhere (feedparser lets it lose)
         content_type = f"application/xml; charset={unmarked}"
+    elif narrow:
+        # '<?xml ... encoding="utf-16"?>' in one-byte characters cannot be UTF-16: read the bytes as they
+        # are (UTF-8, else feedparser's fallbacks), or the result would flip with the body's length
+        content_type = "application/xml; charset=utf-8"
     result: dict[str, object] = {}
     converted: bytes = convert_to_utf8({"content-type": content_type or "application/xml"}, body, result)
     if converted.startswith(_ADDED_DECLARATION) and not _has_declaration(body, result.get("encoding")):
@@ -116,7 +121,25 @@ def to_utf8(body: bytes, content_type: str | None = None) -> tuple[bytes, str | 
         isinstance(problem, CharacterEncodingOverride) and ("us-ascii" not in str(problem) or charset_given)
     ):
         return converted, f"character encoding: {problem}"
+    if narrow:
+        encoding = result.get("encoding") or "utf-8"
+        return (
+            converted,
+            f"character encoding: declared as UTF-16 or UTF-32 in one-byte text; read as {encoding}",
+        )
     return converted, None
+
+
+def _wide_declared_narrow(body: bytes) -> bool:
+    """The XML declaration names UTF-16 or UTF-32, but is itself written in one-byte characters."""
+    declared = _XML_DECLARED.match(body[:512])
+    if not declared or b"\x00" in body[:4]:
+        return False
+    try:
+        name = codecs.lookup(declared.group(1).decode("ascii")).name
+    except (LookupError, UnicodeDecodeError):
+        return False
+    return name.startswith(("utf-16", "utf-32"))
 
 
 def _has_declaration(body: bytes, encoding: object) -> bool:
