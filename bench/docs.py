@@ -229,11 +229,20 @@ def sections(
                 "",
                 client_verdict(clients),
                 "",
+                HTTP_DECISION,
+                "",
             ]
         )
     sect["How it is measured"] = method(full=full, peer_feeds=peer_feeds, farm_note=str(kw["farm_note"]))
     return sect, RUN_HELP
 
+
+HTTP_DECISION = (
+    "**Decision:** the client is one import, `watcher/httpclient.py`. httpx stays the default (the "
+    "dependency we pin and test against); `pip install httpx2` and `WATCHER_HTTP_CLIENT=httpx2` switch "
+    "to the fork, and the fetch tests pass with either. Making httpx2 the default is for when it has a "
+    "release history of its own; the figures above are why it is offered."
+)
 
 METHOD = """\
 ## How it is measured

@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
 import pytest
 from feedserver import FeedServer, blackhole, refused_url
 
 from watcher.fetch import Fetcher, backoff_delay, parse_retry_after
+from watcher.httpclient import httpx  # the client watcher uses (httpx, or httpx2 if chosen)
 from watcher.inflate import ACCEPT_ENCODING
 from watcher.models import FetchResult
 

@@ -25,8 +25,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Self
 
-import httpx
-
+from watcher.httpclient import httpx
 from watcher.inflate import ACCEPT_ENCODING, DecodeError, decoder
 from watcher.models import FetchResult
 from watcher.netaddr import Resolver, getaddrinfo, ip_of, is_public
