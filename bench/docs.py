@@ -17,7 +17,7 @@ RUN_HELP = """\
 farm in the same run. To run everything (nothing leaves 127.0.0.1):
 
 ```sh
-pip install -e '.[test]' psutil py-spy
+pip install -e '.[test,bench]'
 python bench/run.py              # scenarios 1-6 and the httpx/httpx2 comparison: ~15 min on 2 cores
 python bench/run.py --quick      # the same with small numbers (< 3 min), to check the harness
 python bench/parse.py --write    # "Parsing" below
