@@ -1,6 +1,6 @@
 """Build ``watcher/data/demo/week.json`` from the shared Beijing-parade-week corpus.
 
-Usage: ``python tools/build_demo_data.py [SHARED_DIR]`` (default ``../shared``, or ``$WATCHER_SHARED``).
+Usage: ``python bench/build_demo_data.py [SHARED_DIR]`` (default ``../shared``, or ``$WATCHER_SHARED``).
 
 Keeps, per entry, only the id, title, link and publication time: the descriptions belong to their
 publishers and are left out. Per source it keeps the feed's own title, the original feed URL, the
@@ -82,7 +82,7 @@ def build(shared: Path) -> dict[str, Any]:
     return {
         "format": 1,
         "about": "Real headlines of the Beijing parade week (titles, links, dates; no descriptions). "
-        "Built by tools/build_demo_data.py from ../shared/data/sept2025; see README.md.",
+        "Built by bench/build_demo_data.py from ../shared/data/sept2025; see README.md.",
         "start": "2025-09-01T00:00:00Z",
         "end": "2025-09-08T00:00:00Z",
         "sources": sources,

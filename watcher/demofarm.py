@@ -98,7 +98,7 @@ def _utc(text: str) -> datetime:
 
 
 def parse_week(data: dict[str, Any]) -> DemoWeek:
-    """Build a :class:`DemoWeek` from the JSON document written by ``tools/build_demo_data.py``."""
+    """Build a :class:`DemoWeek` from the JSON document written by ``bench/build_demo_data.py``."""
     sources = []
     for src in data["sources"]:
         lang = src["language"]
