@@ -16,7 +16,6 @@ from watcher.route import (
     digest_due,
     last_digest,
     next_digest,
-    not_before,
     passed_thresholds,
     quiet_until,
     rate_limit_until,
@@ -147,22 +146,6 @@ def test_rate_limit(sent: list[str], expected: str | None) -> None:
     limit = RateLimit(count=3, per=600)
     times = [utc(f"2025-09-03T{s}") for s in sent]
     assert rate_limit_until(limit, times, T) == (utc(f"2025-09-03T{expected}") if expected else None)
-
-
-def test_not_before_combines_quiet_hours_and_rate_limit() -> None:
-    ch = channel(
-        quiet_hours={"start": "01:00", "end": "02:30", "min_severity": "critical"},
-        rate_limit={"count": 1, "per": "1h"},
-    )
-    assert not_before(ch, severity="high", now=T) == utc("2025-09-03T02:30:00")
-    assert not_before(ch, severity="critical", now=T) is None
-    assert not_before(ch, severity="critical", now=T, sent=[T - timedelta(minutes=10)]) == T + timedelta(
-        minutes=50
-    )
-    assert not_before(ch, severity="high", now=T, sent=[T - timedelta(minutes=10)]) == T + timedelta(
-        minutes=50
-    )
-    assert not_before(channel(), severity="info", now=T) is None
 
 
 @pytest.mark.parametrize(

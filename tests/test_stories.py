@@ -284,17 +284,6 @@ def test_entity_links_reach_only_a_window_past_the_first_item() -> None:
     assert index.find("r", beyond) is None
 
 
-def test_expire_closes_quiet_stories_and_forgets_them() -> None:
-    index = StoryIndex(window=3600)
-    index.add("r", 1, entry(1, "Putin and Kim hold talks in Beijing", "Reuters", entities=KIM_PUTIN))
-    index.add("r", 2, entry(2, "Shark kills beachgoer near Sydney", "BBC", minutes=50))
-    assert [s.id for s in index.expire(T0 + timedelta(minutes=61))] == [1]
-    assert 1 not in index and 2 in index
-    again = entry(3, "Putin and Kim hold talks in Beijing", "AP", minutes=62, entities=KIM_PUTIN)
-    assert index.find("r", again) is None
-    assert len(index) == 1
-
-
 def test_adding_an_item_twice_keeps_one_copy() -> None:
     index = StoryIndex()
     e = entry(1, "Putin and Kim hold talks in Beijing", "Reuters")

@@ -169,6 +169,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
         self._first_polls: dict[str, str] = {}  # feed -> first outcome, for the offline hint
+        self._hinted = False  # the offline hint is judged once, after every feed's first poll
         self.service = Service(self, watch=watch)  # sd_notify, reload, health, metrics, housekeeping
 
     def stop(self) -> None:
@@ -285,14 +286,14 @@ class Daemon:
 
     def _offline_hint(self, name: str, report: PollReport) -> None:
         """Once every feed has been tried: if nearly none resolved, say so once (instead of 35 puzzles)."""
-        if self._first_polls.get("") == "done" or name in self._first_polls or self.runtime is None:
+        if self._hinted or name in self._first_polls or self.runtime is None:
             return
         self._first_polls[name] = report.error or report.status
         feeds = self.runtime.pipeline.feeds
         if len(self._first_polls) < len(feeds) or len(feeds) < 3:
             return
         unresolved = sum("cannot resolve host" in v for v in self._first_polls.values())
-        self._first_polls[""] = "done"
+        self._hinted = True
         if unresolved >= 0.8 * len(feeds):
             log.warning(
                 "%d of %d feeds cannot be resolved: is this machine offline? watcher keeps retrying each"

@@ -87,12 +87,16 @@ class Pipeline:
         self.fetcher = fetcher
         self.executor = executor
         self.executor_factory = executor_factory
+        self._feeds: tuple[LoadedConfig | None, dict[str, FeedConfig]] = (None, {})
         self.clock = clock
         self.on_alert = on_alert
 
     @property
     def feeds(self) -> dict[str, FeedConfig]:
-        return {f.name: f for f in self.loaded.config.feeds if f.enabled}
+        """Enabled feeds by name; built once per loaded config (asked on every poll), not per call."""
+        if self._feeds[0] is not self.loaded:
+            self._feeds = (self.loaded, {f.name: f for f in self.loaded.config.feeds if f.enabled})
+        return self._feeds[1]
 
     def sync_feeds(self) -> None:
         self.store.sync_feeds((f.name, f.url, f.publisher_name, f.tier) for f in self.loaded.config.feeds)
@@ -226,7 +230,7 @@ class Pipeline:
         """Match new and edited items; alert on fresh ones (older than alert_max_age: matched, no alert)."""
         max_age = self.loaded.config.alert_max_age
         signals = Signals(self.store, channels=self.loaded.config.channels)
-        signals.close_quiet(now)
+        quiet_closed = False  # stories are closed only when a fresh match may join one (not every poll)
         for s in stored:
             if s.state == "seen":
                 report.seen += 1
@@ -249,6 +253,9 @@ class Pipeline:
                 rule = self.rules.by_id.get(match.rule_id)
                 if rule is None:
                     continue
+                if not quiet_closed:
+                    signals.close_quiet(now)
+                    quiet_closed = True
                 outcome = signals.on_match(rule=rule, feed=feed, stored=s, match=match, now=now)
                 if outcome.alert_id is not None:
                     report.alerts += 1

@@ -156,20 +156,6 @@ def quiet_hold(channel: ChannelConfig, *, severity: str, now: datetime) -> datet
     return quiet_until(quiet, now)
 
 
-def not_before(
-    channel: ChannelConfig, *, severity: str, now: datetime, sent: Sequence[datetime] = ()
-) -> datetime | None:
-    """When a delivery of this severity may go to the channel, if not now: quiet hours, rate limit."""
-    waits: list[datetime] = []
-    end = quiet_hold(channel, severity=severity, now=now)
-    if end is not None:
-        waits.append(end)
-    limit = rate_limit_until(channel.rate_limit, sent, now)
-    if limit is not None:
-        waits.append(limit)
-    return max(waits) if waits else None
-
-
 # ── digests ────────────────────────────────────────────────────────────────────────────────
 
 

@@ -372,20 +372,6 @@ class StoryIndex:
         story = self._stories.get(story_id)
         return story.snapshot() if story is not None else None
 
-    def expire(self, now: datetime) -> list[Story]:
-        """Drop the stories quiet for longer than their window; return them (oldest first)."""
-        gone = [s for s in self._stories.values() if s.last_seen + timedelta(seconds=s.window) < now]
-        for story in gone:
-            del self._stories[story.id]
-            for i, entry in enumerate(story.entries):
-                for key in self._keys(story.scope, entry, story.texts[i]):
-                    ids = self._by_key.get(key)
-                    if ids is not None:
-                        ids.discard(story.id)
-                        if not ids:
-                            del self._by_key[key]
-        return [s.snapshot() for s in sorted(gone, key=lambda s: s.last_seen)]
-
     def _keys(self, scope: str, entry: Entry, text: _Text) -> set[tuple[str, str]]:
         keys = {(scope, "w:" + t) for t in text.tokens if t not in _STOP and len(t) > 1}
         keys.update((scope, "e:" + e) for e in entry.entities)
